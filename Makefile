@@ -1,0 +1,46 @@
+# Two commands do all the set-up on a fresh machine:
+#   make sweep   -> installs, then runs the default experiment (qv_vs_all) on the embedded MiniLM model
+#   make test    -> installs, then runs the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+EXPERIMENT ?= qv_vs_all
+TORCH_VERSION ?= 2.13.0
+
+.PHONY: install sweep test test-all trial report ui bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# CPU build of torch first where no GPU is present (a bare `torch` pulls a multi-GB CUDA build)
+	if command -v nvidia-smi >/dev/null 2>&1; then $(PY) -m pip install -q torch; \
+	else $(PY) -m pip install -q torch==$(TORCH_VERSION); fi
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+sweep: install
+	$(PY) -m sweep +experiment=$(EXPERIMENT)
+	$(PY) -m sweep.report $(EXPERIMENT)
+
+test: install
+	$(PY) -m pytest -q
+
+test-all: install
+	$(PY) -m pytest -q -m "slow or not slow"
+
+trial: install
+	$(PY) -m sweep.trial $(ARGS)
+
+report: install
+	$(PY) -m sweep.report $(EXPERIMENT)
+
+ui: install
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///.mlflow/mlflow.db --default-artifact-root .mlflow/artifacts --host 127.0.0.1 --port 5000
+
+bench: install
+	$(PY) benchmarks/orchestration_overhead.py
+
+clean:
+	rm -rf sweeps/*/ reports/*/ .mlflow

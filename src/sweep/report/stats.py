@@ -1,0 +1,161 @@
+"""Noise checks: binomial confidence intervals on accuracy and mean/spread over seeds.
+
+An accuracy measured on n eval examples is a binomial proportion; its 95% Wilson
+interval says how far a rerun on another sample of the same size could land. Two
+configs are "within noise" when the lower one's accuracy lies inside the better
+one's interval. Several seeds of one config (same config except `train.seed`) are
+folded into one point: mean, standard deviation and range of every metric.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from sweep.config.hashing import EXCLUDED_KEYS
+from sweep.metrics import Direction
+from sweep.report.pareto import order_best_first
+
+Z95 = 1.959963984540054  # two-sided 95% normal quantile
+SEED_KEY = "train.seed"
+CONFIG_PREFIXES = ("model.", "data.", "lora.", "quant.", "train.")
+
+
+def wilson_interval(accuracy: float, n: float, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval for a proportion `accuracy` observed on `n` examples; (nan, nan) without data."""
+    if n is None or not math.isfinite(float(n)) or n <= 0 or accuracy is None or not math.isfinite(float(accuracy)):
+        return (math.nan, math.nan)
+    p, n = float(accuracy), float(n)
+    z2 = z * z
+    denom = 1.0 + z2 / n
+    centre = (p + z2 / (2.0 * n)) / denom
+    half = (z / denom) * math.sqrt(max(p * (1.0 - p) / n + z2 / (4.0 * n * n), 0.0))
+    lo = 0.0 if p <= 0.0 else max(0.0, centre - half)  # exact bounds at 0 and 1 (rounding would leave 1 - 1e-16)
+    hi = 1.0 if p >= 1.0 else min(1.0, centre + half)
+    return (lo, hi)
+
+
+def within_noise(best_accuracy: float, best_n: float, other_accuracy: float) -> bool:
+    """True when `other_accuracy` lies inside the 95% Wilson interval of the best config's accuracy."""
+    lo, hi = wilson_interval(best_accuracy, best_n)
+    if math.isnan(lo) or other_accuracy is None or not math.isfinite(float(other_accuracy)):
+        return False
+    return lo <= float(other_accuracy) <= hi
+
+
+def config_columns(frame: pd.DataFrame) -> list[str]:
+    """Config (parameter) columns of a trials frame."""
+    return [c for c in frame.columns if c.startswith(CONFIG_PREFIXES)]
+
+
+def config_key_columns(frame: pd.DataFrame) -> list[str]:
+    """Columns that identify a config up to its seed (runtime knobs left out, as in the config hash)."""
+    return [c for c in config_columns(frame) if c != SEED_KEY and c not in EXCLUDED_KEYS]
+
+
+def _text(v) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "None"
+    return str(v)
+
+
+def config_keys(frame: pd.DataFrame) -> pd.Series:
+    """One string per row naming its config up to the seed (equal strings = seeds of one config)."""
+    cols = config_key_columns(frame)
+    if frame.empty:
+        return pd.Series([], dtype=object, index=frame.index)
+    if not cols:
+        return frame["config_hash"].astype(str)
+    return frame[cols].apply(lambda row: "|".join(f"{c}={_text(row[c])}" for c in cols), axis=1)
+
+
+def measured(frame: pd.DataFrame) -> pd.DataFrame:
+    """Trials that ran to completion themselves: COMPLETE and not a reuse of another trial's result."""
+    if frame.empty:
+        return frame
+    reused = frame["reused_from"].notna() if "reused_from" in frame else False
+    return frame[(frame["status"] == "COMPLETE") & ~reused]
+
+
+def config_points(frame: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """One row per config (seeds folded): mean of each metric, accuracy std/min/max, seeds, trials, eval size.
+
+    Accuracy intervals pool the seeds: n = the summed eval_samples (seeds treated as independent draws).
+    """
+    done = measured(frame)
+    if done.empty:
+        return pd.DataFrame(columns=["config", "trials", "n_seeds", *metrics])
+    keys = config_keys(done)
+    rows = []
+    for key, part in done.groupby(keys, sort=False):
+        part = part.sort_values("trial")
+        first = part.iloc[0]
+        row = {"config": key, "trials": ", ".join(f"#{int(t)}" for t in part["trial"]),
+               "first_trial": int(first["trial"]), "config_hash": first["config_hash"],
+               "config_hashes": ", ".join(dict.fromkeys(part["config_hash"].astype(str))),
+               "n_seeds": int(part["train.seed"].nunique()) if SEED_KEY in part else 1, "n_trials": len(part)}
+        for c in [*config_columns(done), "schedule"]:
+            if c != SEED_KEY and c in done:
+                row[c] = first[c]
+        for m in metrics:
+            vals = pd.to_numeric(part[m], errors="coerce") if m in part else pd.Series([np.nan])
+            row[m] = float(vals.mean()) if vals.notna().any() else np.nan
+        acc = pd.to_numeric(part.get("eval_accuracy", pd.Series([np.nan] * len(part))), errors="coerce")
+        row["eval_accuracy_std"] = float(acc.std(ddof=1)) if acc.notna().sum() > 1 else np.nan
+        row["eval_accuracy_min"] = float(acc.min()) if acc.notna().any() else np.nan
+        row["eval_accuracy_max"] = float(acc.max()) if acc.notna().any() else np.nan
+        n = pd.to_numeric(part.get("eval_samples", pd.Series([np.nan] * len(part))), errors="coerce")
+        row["eval_n"] = float(n.sum()) if n.notna().any() else np.nan
+        lo, hi = wilson_interval(row.get("eval_accuracy", np.nan), row["eval_n"])
+        row["ci_low"], row["ci_high"] = lo, hi
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+@dataclass
+class NoiseVerdict:
+    """The top configs against the best one: which gaps are inside the best's 95% Wilson interval."""
+
+    table: pd.DataFrame  # rank, trials, accuracy, seeds std, eval n, CI, gap (points), within_noise
+    best_label: str
+    ci: tuple[float, float]
+    n: float
+    tied: list[str]  # labels of the other top configs within noise of the best
+    text: str
+
+
+def noise_check(points: pd.DataFrame, accuracy_direction: Direction, top: int = 5) -> NoiseVerdict | None:
+    """Compare the `top` configs by accuracy with the best one; None without accuracies."""
+    if points.empty or "eval_accuracy" not in points or points["eval_accuracy"].notna().sum() == 0:
+        return None
+    order = order_best_first(points["eval_accuracy"].to_numpy(dtype=float), accuracy_direction)
+    ranked = points.iloc[order]
+    ranked = ranked[ranked["eval_accuracy"].notna()].head(top)
+    best = ranked.iloc[0]
+    rows, tied = [], []
+    for i, (_, r) in enumerate(ranked.iterrows(), start=1):
+        gap = (float(best["eval_accuracy"]) - float(r["eval_accuracy"])) * 100.0
+        inside = within_noise(best["eval_accuracy"], best["eval_n"], r["eval_accuracy"])
+        if i > 1 and inside:
+            tied.append(r["trials"])
+        rows.append({"rank": i, "trials": r["trials"], "n_seeds": r["n_seeds"], "eval_accuracy": r["eval_accuracy"],
+                     "seed_std": r["eval_accuracy_std"], "eval_n": r["eval_n"], "ci_low": r["ci_low"], "ci_high": r["ci_high"],
+                     "gap_points": abs(gap), "within_noise_of_best": "best" if i == 1 else ("yes" if inside else "no")})
+    ci = (float(best["ci_low"]), float(best["ci_high"]))
+    n_text = f"n={best['eval_n']:.0f}" if math.isfinite(float(best["eval_n"])) else "unknown n"
+    if math.isnan(ci[0]):
+        text = (f"Best config {best['trials']} has no eval_samples, so no confidence interval can be given; "
+                "treat small accuracy gaps as unresolved.")
+    elif tied:
+        text = (f"Best config {best['trials']}: accuracy {best['eval_accuracy']:.4f}, 95% Wilson interval "
+                f"[{ci[0]:.4f}, {ci[1]:.4f}] ({n_text}). {', '.join(tied)} lie inside that interval: their "
+                "differences from the best are within the noise of the eval set; a larger eval set or more seeds "
+                "would be needed to rank them.")
+    else:
+        text = (f"Best config {best['trials']}: accuracy {best['eval_accuracy']:.4f}, 95% Wilson interval "
+                f"[{ci[0]:.4f}, {ci[1]:.4f}] ({n_text}). " + ("No other config lies inside it: the lead is larger than the "
+                "eval-set noise." if len(ranked) > 1 else "It is the only completed config."))
+    return NoiseVerdict(pd.DataFrame(rows), str(best["trials"]), ci, float(best["eval_n"]), tied, text)

@@ -1,0 +1,52 @@
+"""The tracker interface and its null object (tracking off = a tracker that drops everything)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+
+class Tracker(Protocol):
+    def log_params(self, params: dict) -> None: ...
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None: ...
+    def set_tags(self, tags: dict[str, str]) -> None: ...
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None: ...
+
+
+class NullTracker:
+    """Accepts every call and does nothing."""
+
+    def log_params(self, params: dict) -> None:
+        pass
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        pass
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        pass
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        pass
+
+
+class Reporter(Protocol):
+    """Receives intermediate evaluations; returns True when the trial should stop (pruned)."""
+
+    def report(self, step: int, metrics: dict[str, float]) -> bool: ...
+
+
+class NullReporter:
+    def report(self, step: int, metrics: dict[str, float]) -> bool:
+        return False
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, object]:
+    """`{"lora": {"r": 8}}` -> `{"lora.r": 8}` (lists and dicts below the groups kept as values)."""
+    out: dict[str, object] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and not prefix:
+            out.update(flatten(v, f"{key}."))
+        else:
+            out[key] = v
+    return out

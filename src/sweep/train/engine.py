@@ -1,0 +1,122 @@
+"""The training loop: transformers' Trainer, with callbacks for curves, pruning, NaN and AdaLoRA.
+
+Trainer is the ecosystem's standard loop (optimizer, scheduler, accumulation, mixed
+precision, gradient checkpointing); the callbacks feed each intermediate
+evaluation to a Reporter (the sweep's pruner) and stop on a non-finite loss.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from sweep.config.schema import TrainConfig
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+@dataclass
+class TrainOutcome:
+    steps: int
+    seconds: float
+    samples: int
+    tokens: int
+    last_loss: float
+    pruned_at: int | None
+    curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+
+
+def total_steps(train: TrainConfig, n_train: int) -> int:
+    if train.max_steps is not None:
+        return train.max_steps
+    per_epoch = math.ceil(n_train / (train.batch_size * train.grad_accum))
+    return max(1, math.ceil(train.epochs * per_epoch))
+
+
+def _callbacks(*, eval_fn: Callable[[], dict], every: int, max_steps: int, on_eval: Callable[[int, dict], bool],
+               on_loss: Callable[[int, float], None], adalora: bool, state: dict):
+    from transformers import TrainerCallback
+
+    class SweepCallback(TrainerCallback):
+        def on_optimizer_step(self, args, st, control, model=None, **kw):
+            if adalora:  # AdaLoRA reallocates rank between the optimizer step and zero_grad
+                model.base_model.update_and_allocate(st.global_step)
+
+        def on_log(self, args, st, control, logs=None, **kw):
+            if logs and "loss" in logs:
+                loss = float(logs["loss"])
+                on_loss(st.global_step, loss)
+                if not math.isfinite(loss):
+                    state["nonfinite"] = st.global_step
+                    control.should_training_stop = True
+
+        def on_step_end(self, args, st, control, **kw):
+            if every and st.global_step % every == 0 and st.global_step < max_steps:
+                metrics = eval_fn()
+                if on_eval(st.global_step, metrics):
+                    state["pruned_at"] = st.global_step
+                    control.should_training_stop = True
+
+    return SweepCallback()
+
+
+def train(model, train_feats: list[dict], collator, *, cfg: TrainConfig, device: str, eval_fn: Callable[[], dict],
+          on_eval: Callable[[int, dict], bool], on_loss: Callable[[int, float], None], adalora: bool) -> TrainOutcome:
+    """Train `model` in place; raise NonFiniteLoss on a NaN/inf loss."""
+    from transformers import PrinterCallback, Trainer, TrainingArguments
+
+    steps = total_steps(cfg, len(train_feats))
+    state: dict = {}
+    with tempfile.TemporaryDirectory(prefix="lorasweep-trainer-") as out:
+        args = TrainingArguments(
+            output_dir=out,
+            max_steps=steps,
+            per_device_train_batch_size=cfg.batch_size,
+            gradient_accumulation_steps=cfg.grad_accum,
+            learning_rate=cfg.lr,
+            warmup_steps=int(cfg.warmup_ratio * steps),
+            weight_decay=cfg.weight_decay,
+            lr_scheduler_type=cfg.scheduler,
+            max_grad_norm=cfg.max_grad_norm,
+            bf16=cfg.precision == "bf16",
+            fp16=cfg.precision == "fp16",
+            gradient_checkpointing=cfg.gradient_checkpointing,
+            logging_steps=cfg.log_every,
+            logging_nan_inf_filter=False,
+            eval_strategy="no",
+            save_strategy="no",
+            report_to=[],
+            disable_tqdm=True,
+            seed=cfg.seed,
+            data_seed=cfg.seed,
+            use_cpu=not device.startswith("cuda"),
+            dataloader_num_workers=0,
+            remove_unused_columns=False,
+        )
+        cb = _callbacks(eval_fn=eval_fn, every=cfg.eval_every, max_steps=steps, on_eval=on_eval, on_loss=on_loss,
+                        adalora=adalora, state=state)
+        trainer = Trainer(model=model, args=args, train_dataset=train_feats, data_collator=collator, callbacks=[cb])
+        trainer.remove_callback(PrinterCallback)  # curves go to the tracker, not to stdout
+        t0 = time.perf_counter()
+        result = trainer.train()
+        if device.startswith("cuda"):
+            import torch
+
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - t0
+    if "nonfinite" in state:
+        raise NonFiniteLoss(f"NaN/inf training loss at step {state['nonfinite']} (lower train.lr or use fp32)")
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    return TrainOutcome(
+        steps=int(result.global_step),
+        seconds=seconds,
+        samples=collator.samples_seen,
+        tokens=collator.tokens_seen,
+        last_loss=float(losses[-1]) if losses else float(result.training_loss),
+        pruned_at=state.get("pruned_at"),
+    )

@@ -1,0 +1,72 @@
+"""Evaluation: argmax accuracy for classification, exact match of greedy answers for instruction tuning."""
+
+from __future__ import annotations
+
+import time
+
+from sweep.train.encode import Collator, left_padded_prompts, normalise_answer
+
+
+def _batches(items: list, size: int):
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def evaluate(model, eval_feats: list[dict], *, task: str, tok, answers: list[str] | None, batch_size: int,
+             device: str, max_new_tokens: int, eos_id: int) -> dict[str, float]:
+    """eval_accuracy, eval_loss and eval_samples on the whole eval split (model left in train mode if it was)."""
+    import torch
+    import torch.nn.functional as F
+
+    was_training = model.training
+    model.eval()
+    collate = Collator(pad_id=tok.pad_token_id, causal=task != "classification", counting=False)
+    loss_sum, loss_n, correct = 0.0, 0, 0
+    with torch.no_grad():
+        for chunk in _batches(eval_feats, batch_size):
+            batch = {k: v.to(device) for k, v in collate(chunk).items()}
+            labels = batch.pop("labels")
+            logits = model(**batch).logits.float()
+            if task == "classification":
+                loss_sum += float(F.cross_entropy(logits, labels, reduction="sum"))
+                loss_n += len(chunk)
+                correct += int((logits.argmax(-1) == labels).sum())
+            else:
+                shift_logits, shift_labels = logits[:, :-1], labels[:, 1:]
+                mask = shift_labels != -100
+                loss_sum += float(F.cross_entropy(shift_logits[mask], shift_labels[mask], reduction="sum"))
+                loss_n += int(mask.sum())
+        if task != "classification":
+            assert answers is not None
+            for start, chunk in zip(range(0, len(eval_feats), batch_size), _batches(eval_feats, batch_size)):
+                texts = generate(model, chunk, tok=tok, device=device, max_new_tokens=max_new_tokens, eos_id=eos_id)[0]
+                for j, text in enumerate(texts):
+                    correct += int(normalise_answer(text) == normalise_answer(answers[start + j]))
+    if was_training:
+        model.train()
+    n = len(eval_feats)
+    return {"eval_accuracy": correct / n, "eval_loss": loss_sum / max(loss_n, 1), "eval_samples": float(n)}
+
+
+def generate(model, feats: list[dict], *, tok, device: str, max_new_tokens: int, eos_id: int) -> tuple[list[str], int, float]:
+    """Greedy answers for a batch of prompts: (texts, new tokens, seconds)."""
+    import torch
+
+    ids, mask = left_padded_prompts(feats, tok.pad_token_id, device)
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
+                             eos_token_id=eos_id, pad_token_id=tok.pad_token_id)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - t0
+    new = out[:, ids.shape[1]:]
+    texts, n_tokens = [], 0
+    for row in new:
+        toks = row.tolist()
+        if eos_id in toks:
+            toks = toks[: toks.index(eos_id)]
+        toks = [t for t in toks if t != tok.pad_token_id]
+        n_tokens += len(toks) + 1
+        texts.append(tok.decode(toks, skip_special_tokens=True))
+    return texts, n_tokens, seconds

@@ -1,0 +1,151 @@
+"""Cost and ROI arithmetic on known inputs (numbers chosen to be exact in binary floating point)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sweep.config.errors import ConfigError
+from sweep.report import cost as c
+from sweep.report.stats import config_points, wilson_interval, within_noise
+
+GPU = dict(hardware="A100", price_per_device_hour=2.0, devices_per_trial=4, value_per_accuracy_point_per_month=100.0,
+           monthly_requests=2_000_000, batch_size_inference=8, engineering_cost=1000.0, tolerance_points=1.0,
+           horizon_months=12)
+
+
+def test_unit_arithmetic():
+    cfg = c.CostConfig(**GPU)
+    assert c.training_cost(1800.0, cfg) == 4.0  # 0.5 h x $2 x 4 devices
+    per_m = c.inference_cost_per_million(36.0, 8, cfg)  # 4.5 ms/request -> 1.25 h per million -> $2.5
+    assert per_m == 2.5
+    assert c.monthly_inference_cost(per_m, cfg) == 5.0  # 2M requests
+    assert c.monthly_benefit(0.875, 0.75, cfg) == 1250.0  # 12.5 points x $100
+    assert c.monthly_benefit(0.75, 0.875, cfg) == -1250.0
+    fixed = c.CostConfig(**{**GPU, "value_per_accuracy_point_per_month": None, "monthly_benefit": 300.0})
+    assert c.monthly_benefit(0.5, 0.9, fixed) == 300.0
+
+
+def test_roi_and_payback():
+    assert c.roi(1250.0, 5.0, 940.0, 12) == 14.0  # gained 15000, spent 940 + 60 = 1000
+    assert c.roi(0.0, 5.0, 940.0, 12) == -1.0
+    assert c.payback_months(2490.0, 1250.0, 5.0) == 2.0  # 2490 / (1250 - 5)
+    assert c.payback_months(100.0, 5.0, 5.0) == math.inf  # net 0
+    assert c.payback_months(100.0, 1.0, 5.0) == math.inf  # net < 0
+    assert c.payback_months(0.0, 10.0, 5.0) == 0.0
+    assert c.roi(10.0, 0.0, 0.0, 12) == math.inf and math.isnan(c.roi(0.0, 0.0, 0.0, 12))
+
+
+def _frame():
+    return pd.DataFrame({
+        "trial": [0, 1, 2, 3, 4],
+        "config_hash": ["aaaaaaaaaaaa", "bbbbbbbbbbbb", "cccccccccccc", "dddddddddddd", "aaaaaaaaaaaa"],
+        "status": ["COMPLETE", "COMPLETE", "FAILED", "FAILED", "COMPLETE"],
+        "reused_from": [None, None, None, None, 0],
+        "train.seed": [1, 1, 1, 1, 1],
+        "lora.r": [16, 4, 8, 2, 16],
+        "train.eval_batch_size": [64, 64, 64, 64, 64],
+        "eval_samples": [32.0, 32.0, np.nan, np.nan, 32.0],
+        "eval_accuracy": [0.875, 0.75, 0.5, np.nan, 0.875],
+        "trainable_params": [4000.0, 1000.0, 2000.0, np.nan, 4000.0],
+        "train_time_s": [1800.0, 900.0, 900.0, np.nan, 1800.0],
+        "merged_latency_p50_ms": [36.0, 18.0, np.nan, np.nan, 36.0],
+    })
+
+
+def test_sweep_total_counts_failed_trials_and_skips_reuses():
+    cfg = c.CostConfig(**GPU)
+    total, counted, unknown = c.sweep_total_cost(_frame(), cfg)
+    assert (total, counted, unknown) == (4.0 + 2.0 + 2.0, 3, 1)  # trial 4 reused trial 0: no training
+
+
+def test_add_costs_per_trial():
+    cfg = c.CostConfig(**{**GPU, "batch_size_inference": None})  # batch = min(eval_batch_size 64, eval_samples 32)
+    out = c.add_costs(_frame(), cfg)
+    row = out.iloc[0]
+    assert row["training_cost_usd"] == 4.0
+    assert row["inference_usd_per_million"] == 0.625  # 36 ms / 32 = 1.125 ms/request -> 0.3125 h per million x $2
+    assert row["monthly_inference_usd"] == 1.25
+    assert row["monthly_total_usd"] == 1.25 + 4.0 / 12
+    assert c.baseline_of(out, cfg) == (0.75, "the worst completed trial")  # the failed trial's 0.5 is not a baseline
+    assert row["monthly_benefit_usd"] == 1250.0
+    assert out.iloc[1]["monthly_benefit_usd"] == 0.0
+    one_off = 8.0 + 1000.0  # sweep total + engineering
+    assert row["roi"] == (1250.0 * 12 - (one_off + 1.25 * 12)) / (one_off + 1.25 * 12)
+    assert row["payback_months"] == one_off / (1250.0 - 1.25)
+    assert out.iloc[1]["payback_months"] == math.inf  # no benefit over the baseline, inference still costs
+
+
+def test_recommendation_cheapest_pareto_point_within_tolerance():
+    cfg = c.CostConfig(**GPU)
+    frame = _frame()
+    frame.loc[1, "eval_accuracy"] = 0.8671875  # 0.78 points below the best
+    costs = c.add_costs(frame, cfg)
+    points = config_points(costs, ["eval_accuracy", "trainable_params", "train_time_s", "merged_latency_p50_ms",
+                                   "eval_samples", "monthly_total_usd", "roi", "payback_months"])
+    rec = c.recommend(points, cfg, ["eval_accuracy"], one_off=1008.0)
+    assert rec.best["trials"] == "#0" and rec.chosen["trials"] == "#1"
+    assert "Recommended: #1 [bbbbbbbbbbbb]" in rec.text and "0.78 points below" in rec.text
+    assert "within the 95% Wilson interval" in rec.text  # n=32: a 0.78-point gap is noise
+    strict = c.CostConfig(**{**GPU, "tolerance_points": 0.5})
+    assert c.recommend(points, strict, ["eval_accuracy"], one_off=1008.0).chosen["trials"] == "#0"
+
+
+def test_recommendation_tie_on_cost_goes_to_fewer_trainable_params():
+    cfg = c.CostConfig(**{**GPU, "tolerance_points": 5.0})
+    points = pd.DataFrame({"trials": ["#0", "#1", "#2"], "config_hash": ["a" * 12, "b" * 12, "c" * 12],
+                           "eval_accuracy": [0.9, 0.89, 0.89], "trainable_params": [300.0, 200.0, 100.0],
+                           "monthly_total_usd": [5.0, 1.0, 1.0], "eval_n": [100.0] * 3})
+    rec = c.recommend(points, cfg, ["eval_accuracy"], one_off=0.0)
+    assert rec.chosen["trials"] == "#2"
+
+
+def test_validation_reports_every_bad_key_on_its_own_line():
+    with pytest.raises(ConfigError) as exc:
+        c.CostConfig.from_dict({**GPU, "price_per_device_hour": -1, "devices_per_trial": 0, "monthly_benefit": 5.0,
+                                "baseline_accuracy": 87})
+    lines = str(exc.value).splitlines()
+    for key in ("cost.price_per_device_hour", "cost.devices_per_trial", "cost.value_per_accuracy_point_per_month",
+                "cost.baseline_accuracy"):
+        assert any(line.startswith(key) for line in lines), (key, lines)
+    with pytest.raises(ConfigError, match=r"cost.bogus: unknown key"):
+        c.CostConfig.from_dict({**GPU, "bogus": 1})
+    with pytest.raises(ConfigError, match=r"cost.monthly_requests: expected a number"):
+        c.CostConfig.from_dict({**GPU, "monthly_requests": "lots"})
+
+
+def test_cost_files_load_and_overrides_apply():
+    from sweep.config.compose import conf_dir
+
+    local = c.load_cost_config()
+    assert local.hardware and local.price_per_device_hour >= 0
+    gpu = c.load_cost_config(conf_dir() / "cost" / "a100_cloud.yaml", ["price_per_device_hour=2.5", "cost.baseline_accuracy=0.6",
+                                                                       "monthly_benefit=null"])
+    assert gpu.price_per_device_hour == 2.5 and gpu.baseline_accuracy == 0.6
+    assert c.load_cost_config("a100_cloud", ["monthly_requests=1e7"]).monthly_requests == 1e7
+    with pytest.raises(ConfigError, match="expected key=value"):
+        c.load_cost_config(None, ["price_per_device_hour"])
+    with pytest.raises(ConfigError, match="cost.value_per_accuracy_point_per_month"):
+        c.load_cost_config(None, ["monthly_benefit=100"])  # both benefit inputs set
+
+
+def test_every_cost_key_has_a_comment_with_its_unit():
+    from sweep.config.compose import conf_dir
+
+    for f in sorted((conf_dir() / "cost").glob("*.yaml")):
+        for line in f.read_text().splitlines():
+            if line and not line.startswith("#"):
+                assert "#" in line, f"{f.name}: {line!r} has no comment"
+
+
+def test_wilson_interval_and_noise():
+    lo, hi = wilson_interval(0.5, 100)  # textbook value: [0.4038, 0.5962]
+    assert round(lo, 4) == 0.4038 and round(hi, 4) == 0.5962
+    lo, hi = wilson_interval(0.865, 200)
+    assert round(lo, 4) == 0.8107 and round(hi, 4) == 0.9055
+    assert wilson_interval(1.0, 10)[1] == 1.0 and wilson_interval(0.0, 10)[0] == 0.0
+    assert all(math.isnan(x) for x in wilson_interval(0.5, 0))
+    assert within_noise(0.865, 200, 0.855) and not within_noise(0.865, 200, 0.80)

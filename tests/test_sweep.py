@@ -1,0 +1,160 @@
+"""The sweep loop with real worker processes, a real sqlite Optuna storage and a real MLflow store."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from sweep.config.compose import compose
+from sweep.orchestration.coordinator import Coordinator
+
+SMOKE = ["+experiment=smoke"]
+
+
+def _mlflow_children(study: str):
+    from mlflow.tracking import MlflowClient
+
+    c = MlflowClient(f"sqlite:///{Path('.mlflow/mlflow.db').resolve()}")
+    exp = c.get_experiment_by_name(study)
+    runs = c.search_runs([exp.experiment_id], max_results=1000)
+    return [r for r in runs if r.data.tags.get("lorasweep.role") == "trial"], [r for r in runs if r.data.tags.get("lorasweep.role") == "parent"]
+
+
+def _study(name: str):
+    url = f"sqlite:///{Path('sweeps', name, 'study.db').resolve()}"
+    return optuna.load_study(study_name=name, storage=url)
+
+
+def test_three_workers_exact_trials_one_mlflow_run_each(in_tmp):
+    run = compose([*SMOKE, "sweep.workers=3", "sweep.progress=plain"])
+    summary = Coordinator(run).run()
+    study = _study("smoke")
+    trials = study.get_trials()
+    assert len(trials) == 6 and summary.n_complete == 6
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert sorted(t.number for t in trials) == list(range(6))
+    assert len({(t.params["lora.targets"], t.params["lora.r"]) for t in trials}) == 6  # no duplicate configs
+    assert len({t.user_attrs["config_hash"] for t in trials}) == 6
+    children, parents = _mlflow_children("smoke")
+    assert len(parents) == 1 and len(children) == 6
+    assert sorted(int(r.data.tags["lorasweep.trial_number"]) for r in children) == list(range(6))
+    assert all(r.info.status == "FINISHED" and r.data.tags["lorasweep.status"] == "COMPLETE" for r in children)
+    r0 = children[0]
+    assert {"eval_accuracy", "trainable_ratio", "peak_memory_mb", "merged_latency_p50_ms"} <= set(r0.data.metrics)
+    assert r0.data.params["lora.targets"] in ("qv", "all_linear") and "train.lr" in r0.data.params
+    for t in trials:
+        folder = Path("sweeps/smoke/trials") / f"{t.number:04d}-{t.user_attrs['config_hash']}"
+        assert (folder / "result.json").exists() and (folder / "config.yaml").exists()
+
+
+def test_injected_oom_and_nan_fail_only_their_trials(in_tmp, monkeypatch):
+    monkeypatch.setenv("LORASWEEP_FAULTS", "1:oom,2:nan")
+    run = compose([*SMOKE, "sweep.n_trials=4", "sweep.sampler=random", "sweep.reuse_completed=false", "sweep.progress=plain"])
+    Coordinator(run).run()
+    trials = {t.number: t for t in _study("smoke").get_trials()}
+    assert trials[1].state == optuna.trial.TrialState.FAIL and trials[1].user_attrs["failure_reason"].startswith("OOM")
+    assert trials[2].state == optuna.trial.TrialState.FAIL and trials[2].user_attrs["failure_reason"].startswith("NaN loss")
+    complete = [t for t in trials.values() if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 4 and len(trials) == 6
+    children, _ = _mlflow_children("smoke")
+    by_num = {int(r.data.tags["lorasweep.trial_number"]): r for r in children}
+    assert by_num[1].info.status == "FAILED" and by_num[1].data.tags["lorasweep.failure_reason"].startswith("OOM")
+
+
+def test_sigkilled_worker_fails_its_trial_and_is_retried(in_tmp, monkeypatch):
+    monkeypatch.setenv("LORASWEEP_FAULTS", "1:kill")
+    run = compose([*SMOKE, "sweep.n_trials=3", "sweep.retry_failed=1", "sweep.progress=plain"])
+    Coordinator(run).run()
+    trials = {t.number: t for t in _study("smoke").get_trials()}
+    assert trials[1].state == optuna.trial.TrialState.FAIL
+    assert "SIGKILL" in trials[1].user_attrs["failure_reason"]
+    retry = [t for t in trials.values() if t.user_attrs.get("retry_of") == 1]
+    assert len(retry) == 1 and retry[0].params == trials[1].params
+    assert retry[0].state == optuna.trial.TrialState.COMPLETE
+    assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in trials.values()) == 3
+    children, _ = _mlflow_children("smoke")
+    killed = [r for r in children if r.data.tags["lorasweep.trial_number"] == "1"]
+    assert len(killed) == 1 and killed[0].info.status == "FAILED"  # not left RUNNING
+
+
+def test_killed_sweep_resumes_and_completes(in_tmp):
+    env = {**os.environ, "LORASWEEP_FAULTS": "", "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "sweep", *SMOKE, "sweep.workers=1", "train.max_steps=40", "sweep.progress=plain"]
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    db = Path("sweeps/smoke/study.db")
+    deadline = time.time() + 120
+    killed = False
+    while time.time() < deadline:
+        if db.exists():
+            try:
+                st = _study("smoke")
+                done = [t for t in st.get_trials() if t.state == optuna.trial.TrialState.COMPLETE]
+                running = [t for t in st.get_trials() if t.state == optuna.trial.TrialState.RUNNING]
+                if done and running:
+                    os.killpg(proc.pid, signal.SIGKILL)  # the machine dies: coordinator and workers
+                    killed = True
+                    break
+            except Exception:
+                pass
+        time.sleep(0.3)
+    proc.wait(30)
+    assert killed, proc.stdout.read()
+    finished_before = {t.number for t in _study("smoke").get_trials() if t.state == optuna.trial.TrialState.COMPLETE}
+    out = subprocess.run(cmd[:-2] + ["train.max_steps=6", "sweep.progress=plain"], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    trials = _study("smoke").get_trials()
+    states = [t.state for t in trials]
+    assert states.count(optuna.trial.TrialState.COMPLETE) == 6
+    assert optuna.trial.TrialState.RUNNING not in states
+    assert finished_before <= {t.number for t in trials if t.state == optuna.trial.TrialState.COMPLETE}  # nothing lost
+    failed = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]
+    assert failed and "sweep process died" in failed[0].user_attrs["failure_reason"]
+    children, _ = _mlflow_children("smoke")
+    assert not [r for r in children if r.info.status == "RUNNING"]
+
+
+def test_completed_hash_is_reused_not_retrained(in_tmp):
+    from sweep.config.run_schema import ParamSpec
+
+    run = compose([*SMOKE, "sweep.n_trials=3", "sweep.sampler=random", "sweep.workers=1", "sweep.progress=plain"])
+    run.sweep.space = {"lora.r": ParamSpec(type="categorical", choices=[4])}
+    Coordinator(run).run()
+    trials = _study("smoke").get_trials()
+    assert len(trials) == 3 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert len({t.user_attrs["config_hash"] for t in trials}) == 1
+    reused = [t for t in trials if "reused_from" in t.user_attrs]
+    assert len(reused) == 2 and {t.user_attrs["reused_from"] for t in reused} == {0}
+    assert len(list(Path("sweeps/smoke/trials").iterdir())) == 1  # trained once
+    assert all(t.values == trials[0].values for t in trials)
+    children, _ = _mlflow_children("smoke")
+    assert len(children) == 3
+
+
+def test_config_hash_identical_across_processes():
+    code = ("from sweep.config.compose import compose; from sweep.config.hashing import config_hash; "
+            "print(config_hash(compose(['+experiment=qv_vs_all','lora.r=4']).trial))")
+    outs = set()
+    for seed in ("0", "12345"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        outs.add(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.strip())
+    from sweep.config.hashing import config_hash
+
+    here = config_hash(compose(["+experiment=qv_vs_all", "lora.r=4"]).trial)
+    assert outs == {here} and len(here) == 12
+
+
+def test_hash_ignores_runtime_knobs_but_not_semantics():
+    from sweep.config.hashing import config_hash
+
+    base = config_hash(compose([]).trial)
+    assert config_hash(compose(["train.threads=3", "train.device=cpu", "sweep.workers=4", "sweep.output_dir=elsewhere"]).trial) == base
+    assert config_hash(compose(["lora.alpha=16.0"]).trial) == base  # 16 vs 16.0
+    assert config_hash(compose(["lora.r=4"]).trial) != base
+    assert config_hash(compose(["train.seed=1"]).trial) != base

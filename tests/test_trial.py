@@ -1,0 +1,108 @@
+"""One trial on tiny models: metrics, merge equivalence, QLoRA memory, exact reruns, failures as statuses."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from sweep import metrics as mt
+from sweep.results import TrialStatus
+from sweep.trial import run_trial
+
+
+def test_trial_produces_every_declared_metric(compose_trial, tmp_path):
+    cfg = compose_trial("model=tiny_bert", "lora=qv", "lora.r=4")
+    res = run_trial(cfg, output_dir=tmp_path)
+    assert res.status is TrialStatus.COMPLETE, res.error
+    expected = {m.name for m in mt.METRICS} - {"generation_tokens_per_s"}
+    assert expected <= set(res.metrics), expected - set(res.metrics)
+    assert all(math.isfinite(res.metrics[k]) for k in expected)
+    assert 0 <= res.metrics["eval_accuracy"] <= 1
+    assert res.metrics["eval_samples"] == 32
+    assert res.metrics["train_steps"] == 6
+    assert res.metrics["trainable_ratio"] == pytest.approx(res.metrics["trainable_params"] / res.metrics["total_params"])
+    assert res.metrics["latency_p95_ms"] >= res.metrics["latency_p50_ms"] > 0
+    assert (tmp_path / "adapter" / "adapter_model.safetensors").stat().st_size > 0
+    assert (tmp_path / "result.json").exists() and (tmp_path / "meta.json").exists()
+    for key in ("git_sha", "git_dirty", "versions", "device", "model_fingerprint", "data_fingerprint", "config_hash", "seed"):
+        assert key in res.meta
+    assert [s for s, _ in res.curves["eval_accuracy"]] == [3, 6]
+
+
+def test_merged_and_unmerged_logits_agree(compose_trial):
+    for lora in ("qv", "dora", "rslora"):
+        res = run_trial(compose_trial("model=tiny_bert", f"lora={lora}", "train.save_adapter=false"))
+        assert res.status is TrialStatus.COMPLETE, res.error
+        assert res.metrics["merge_max_abs_diff"] < 1e-4, lora
+
+
+def test_rerun_reproduces_metrics_exactly(compose_trial):
+    cfg = compose_trial("model=tiny_llama", "lora=qkvo", "lora.dropout=0.1", "train.save_adapter=false")
+    a, b = run_trial(cfg), run_trial(cfg)
+    for k in ("eval_accuracy", "eval_loss", "train_loss", "trainable_params", "total_params"):
+        assert a.metrics[k] == b.metrics[k], k  # bit-identical on CPU
+    assert a.meta["data_fingerprint"] == b.meta["data_fingerprint"]
+
+
+def test_instruction_tuning_on_tiny_llama(compose_trial):
+    cfg = compose_trial("model=tiny_llama", "data=instruct", "lora=all_linear")
+    res = run_trial(cfg)
+    assert res.status is TrialStatus.COMPLETE, res.error
+    assert res.metrics["generation_tokens_per_s"] > 0
+    assert 0 <= res.metrics["eval_accuracy"] <= 1 and math.isfinite(res.metrics["eval_loss"])
+
+
+def test_adalora_trains(compose_trial):
+    res = run_trial(compose_trial("model=tiny_bert", "lora=adalora", "train.save_adapter=false"))
+    assert res.status is TrialStatus.COMPLETE, res.error
+    assert res.metrics["adapter_params"] > 0
+
+
+def test_qlora_nf4_trains_and_uses_less_memory(compose_trial):
+    # big enough that the weights dominate the resident-memory delta (~50 MB fp32 vs ~7 MB nf4)
+    size = ["model=tiny_llama", "model.hidden_size=512", "model.intermediate_size=2048", "model.num_layers=4",
+            "model.num_heads=8", "lora=qv", "train.save_adapter=false", "train.max_steps=2", "train.eval_every=0",
+            "data.eval_size=8", "train.latency_iters=1"]
+    q = run_trial(compose_trial(*size, "quant=nf4"))
+    f = run_trial(compose_trial(*size, "quant=none"))
+    assert q.status is TrialStatus.COMPLETE, q.error
+    assert f.status is TrialStatus.COMPLETE, f.error
+    assert q.metrics["peak_memory_mb"] < f.metrics["peak_memory_mb"], (q.metrics["peak_memory_mb"], f.metrics["peak_memory_mb"])
+    assert q.meta["memory_kind"] == "cpu_rss_delta"
+
+
+@pytest.mark.parametrize("fault, reason", [("oom", "OOM"), ("nan", "NaN loss")])
+def test_faults_become_failed_status(compose_trial, fault, reason, tmp_path):
+    res = run_trial(compose_trial("model=tiny_bert"), fault=fault, output_dir=tmp_path)
+    assert res.status is TrialStatus.FAILED
+    assert res.error.startswith(reason), res.error
+    assert (tmp_path / "error.txt").exists()
+
+
+def test_unknown_target_fails_before_model_build(compose_trial):
+    res = run_trial(compose_trial("model=tiny_bert", "lora.targets=[query,nonexistent]"))
+    assert res.status is TrialStatus.FAILED
+    assert res.error.startswith("config: lora.targets: unknown module name(s) 'nonexistent'")
+    assert "trainable_params" not in res.metrics
+
+
+def test_budget_prunes_before_training(compose_trial):
+    res = run_trial(compose_trial("model=tiny_bert", "lora=all_linear", "lora.r=16"), max_trainable_params=100)
+    assert res.status is TrialStatus.PRUNED and "over budget" in res.error
+    assert "train_steps" not in res.metrics
+
+
+def test_reporter_can_prune(compose_trial):
+    class StopAtFirst:
+        def __init__(self):
+            self.calls = []
+
+        def report(self, step, m):
+            self.calls.append(step)
+            return True
+
+    rep = StopAtFirst()
+    res = run_trial(compose_trial("model=tiny_bert"), reporter=rep)
+    assert res.status is TrialStatus.PRUNED and rep.calls == [3]
+    assert res.metrics["train_steps"] == 3
