@@ -23,6 +23,7 @@ CONFIGS: dict[str, tuple[str, int, float, float]] = {
     "weak": ("qv", 1, 0.5, 0.2),
     "qv_r2": ("qv", 2, 2.0, 0.0),
     "qv_r8": ("qv", 8, 16.0, 0.05),
+    "all_r2_x05": ("all", 2, 1.0, 0.1),
     "all_r16": ("all", 16, 32.0, 0.05),
     "all_r32_x4": ("all", 32, 128.0, 0.0),
 }

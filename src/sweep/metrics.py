@@ -48,7 +48,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("train_samples_per_s", "samples/s", _MAX, "training throughput in examples"),
     Metric("train_tokens_per_s", "tokens/s", _MAX, "training throughput in non-padding tokens"),
     Metric("train_loss", "nats/token", _MIN, "mean training loss over the last logging window"),
-    Metric("peak_memory_mb", "MiB", _MIN, "GPU: torch.cuda.max_memory_allocated; CPU: peak resident memory added by the trial"),
+    Metric("peak_memory_mb", "MiB", _MIN, "peak during training, weights included, loading spike excluded; GPU: torch.cuda.max_memory_allocated; CPU: resident memory added by the trial"),
     Metric("peak_reserved_mb", "MiB", _MIN, "GPU: torch.cuda.max_memory_reserved; CPU: peak resident set size of the process"),
     Metric("latency_p50_ms", "ms/batch", _MIN, "inference latency per eval batch, adapter unmerged, median"),
     Metric("latency_p95_ms", "ms/batch", _MIN, "inference latency per eval batch, adapter unmerged, 95th percentile"),

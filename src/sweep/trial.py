@@ -217,6 +217,7 @@ def _execute(cfg: TrialConfig, *, reporter: Reporter, tracker: Tracker, out: Pat
             set_cpu_inference_packing(base, False)
         set_seed(t.seed)  # adapter init independent of how many random numbers the base model drew
         model = get_peft_model(base, adapters.peft_config(cfg.lora, plan, task=d.task, total_steps=steps))
+        mem.restart_peak()  # training peak: resident weights count, the loading spike does not
         counts = _count_params(model)
         metrics.update(counts)
         if cfg.lora.method == "lora" and counts["adapter_params"] != plan.lora_params(cfg.lora.use_dora):

@@ -105,6 +105,10 @@ def parse(resolved: dict, overrides: list[str] | None = None) -> RunConfig:
         p.extend(exc.problems)
     sweep_cfg = build(SweepConfig, resolved.get("sweep", {}), "sweep", p)
     tracking = build(TrackingConfig, resolved.get("tracking", {}), "tracking", p)
+    if "cost" in resolved:
+        from sweep.report.cost import CostConfig
+
+        build(CostConfig, resolved["cost"], "cost", p)
     p.raise_if_any()
     return RunConfig(
         name=str(resolved.get("name") or "default"),

@@ -1,11 +1,15 @@
 """The deterministic generator of the built-in datasets shipped under `builtin/`.
 
 `intent` (classification): short customer-support messages, six intents. Most
-messages name two intents; which one is the request depends on composition
-(negation, "but"/"although", "instead of", "rather than"), never on a keyword
-alone, and a documented 4% of labels are flipped so 100% accuracy is impossible.
+messages name two or three intents; which one is the request depends on
+composition (dismissal vs failure negation, "but"/"although", "instead of",
+someone else's wish), never on a keyword alone. Requests are phrased with common
+frames or, 30% of the time, rare indirect ones. Two documented sources of
+irreducible error keep 100% out of reach: 10% of messages carry two equal
+requests labelled with one of them at random, and 4% of labels are flipped.
 `instruct` (instruction tuning): instruction/input/output triples with 1-3 token
-answers (sentiment, arithmetic, word reversal, antonyms, counting).
+answers (sentiment, arithmetic, comparison, word and digit reversal, antonyms,
+counting).
 
     python -m sweep.data.builtin     # (re)writes the shipped JSONL files
 
@@ -35,7 +39,6 @@ INTENT_TAIL = 0.3  # share of requests phrased with a rare, indirect frame (_TAI
 INTENT_MAX_PIECES = 20  # words + punctuation marks per message (keeps it within ~28 WordPiece tokens)
 
 INSTRUCT_SEED = 20240918
-INSTRUCT_TRAIN, INSTRUCT_EVAL = 2000, 300
 
 # ---------------------------------------------------------------- intent (classification)
 
@@ -48,7 +51,7 @@ _SERVICES = ("my subscription", "my plan", "my membership", "my account")
 _INTENTS: dict[str, list[str]] = {
     "refund": [
         "get a refund for {i}", "get my money back for {i}", "return {i} for a refund", "be refunded for {s}",
-        "get {s} refunded", "claim a refund on {i}", "send {i} back and get reimbursed", "recover what i paid for {i}",
+        "get {s} refunded", "claim a refund on {i}", "send {i} back for reimbursement", "recover what i paid for {i}",
         "get compensated for {i}", "have {i} refunded to my card",
     ],
     "cancel": [
@@ -161,7 +164,7 @@ _FAMILIES: dict[str, tuple[float, tuple[str, ...]]] = {
         "{ac}, can you help",
     )),
     # the clause after "but" / the main clause after "although" decides
-    "contrast": (0.15, (
+    "contrast": (0.14, (
         "i wanted to {b}, but now i {adv}need to {a}",
         "i was going to {b} but i would {adv}rather {a}",
         "i thought about {bg}, but what i {adv}need is to {a}",
@@ -171,7 +174,7 @@ _FAMILIES: dict[str, tuple[float, tuple[str, ...]]] = {
         "i was about to {b}, but {ac}",
     )),
     # the first intent is negated or dismissed, the second decides
-    "negated_first": (0.15, (
+    "negated_first": (0.14, (
         "i do not want to {b}, i {adv}want to {a}",
         "i am not trying to {b}; i {adv}need to {a}",
         "no need to {b}, just help me {a}",
@@ -180,7 +183,7 @@ _FAMILIES: dict[str, tuple[float, tuple[str, ...]]] = {
         "forget about {bg}, {ac}",
     )),
     # the first intent decides, the second is negated or set aside
-    "negated_second": (0.15, (
+    "negated_second": (0.14, (
         "i {adv}want to {a}, not {b}",
         "please help me {a} rather than {b}",
         "i would like to {a} instead of {bg}",
@@ -190,7 +193,7 @@ _FAMILIES: dict[str, tuple[float, tuple[str, ...]]] = {
         "{ac}; i never asked to {b}",
     )),
     # three intents, two of them dismissed
-    "three": (0.12, (
+    "three": (0.10, (
         "i do not want to {b} or {c}, i {adv}need to {a}",
         "i want to {a}, not {b} or {c}",
         "instead of {bg} or {cg}, help me {a}",
@@ -198,7 +201,7 @@ _FAMILIES: dict[str, tuple[float, tuple[str, ...]]] = {
         "not {b}, not {c}, i {adv}want to {a}",
     )),
     # a failure report: the attempt that failed decides, even when it is negated or comes first
-    "status": (0.20, (
+    "status": (0.16, (
         "i tried to {a} but it did not work",
         "{ag} did not work, but {bg} was fine",
         "{bg} worked fine, but {ag} failed",
@@ -207,8 +210,20 @@ _FAMILIES: dict[str, tuple[float, tuple[str, ...]]] = {
         "i could not {a}, even though i could {b}",
         "i still can not {a}, although {bg} worked",
     )),
+    # two requests and no cue: either is right, the gold label is one of them at random (annotator disagreement);
+    # both orders are listed so that position gives nothing away. No model can beat 50% here.
+    "ambiguous": (0.10, (
+        "i want to {a} and {b}",
+        "i want to {b} and {a}",
+        "can you help me {a} and {b}",
+        "can you help me {b} and {a}",
+        "i need to {a}, and also {b}",
+        "i need to {b}, and also {a}",
+        "{ac}, and i also want to {b}",
+        "{bc}, and i also want to {a}",
+    )),
     # someone else's wish is the distractor, the writer's own request decides
-    "other_person": (0.15, (
+    "other_person": (0.14, (
         "my {who} wants to {b}, but i {adv}want to {a}",
         "i {adv}want to {a}; my {who} wants to {b}",
         "my {who} asked me to {b}, but {ac}",
@@ -302,8 +317,14 @@ _FILLER = ("the", "red", "fox", "runs", "over", "a", "green", "hill", "and", "sm
            "old", "barn", "while", "bright", "sun", "sets", "slowly")
 
 
-def _instruct_example(rng: random.Random) -> dict:
-    kind = rng.choice(("sentiment", "add", "subtract", "larger", "reverse", "antonym", "count"))
+# kind -> (train examples, eval examples); every kind appears in both splits
+INSTRUCT_QUOTAS: dict[str, tuple[int, int]] = {
+    "sentiment": (400, 65), "add": (400, 60), "subtract": (300, 45), "larger": (300, 45), "count": (350, 45),
+    "reverse": (32, 8), "reverse_digits": (168, 22), "antonym": (50, 10),
+}
+
+
+def _instruct_example(rng: random.Random, kind: str) -> dict:
     if kind == "sentiment":
         positive = rng.random() < 0.5
         negated = rng.random() < 0.3
@@ -324,6 +345,9 @@ def _instruct_example(rng: random.Random) -> dict:
     if kind == "reverse":
         w = rng.choice(_WORDS)
         return {"instruction": "Reverse the word.", "input": w, "output": w[::-1]}
+    if kind == "reverse_digits":
+        digits = str(rng.randint(100, 999))
+        return {"instruction": "Reverse the digits.", "input": digits, "output": digits[::-1]}
     if kind == "antonym":
         pair = rng.choice(_ANTONYMS)
         w, o = pair if rng.random() < 0.5 else pair[::-1]
@@ -333,17 +357,24 @@ def _instruct_example(rng: random.Random) -> dict:
 
 
 def instruct_records() -> tuple[list[dict], list[dict]]:
-    """(train, eval) of the `instruct` task: unique (instruction, input) pairs, eval disjoint from train."""
+    """(train, eval) of the `instruct` task: unique (instruction, input) pairs, eval disjoint from train,
+    each kind in both splits in the proportions of INSTRUCT_QUOTAS, then shuffled."""
     rng = random.Random(INSTRUCT_SEED)
-    seen: set[tuple[str, str]] = set()  # membership only, never iterated
-    rows: list[dict] = []
-    while len(rows) < INSTRUCT_TRAIN + INSTRUCT_EVAL:
-        rec = _instruct_example(rng)
-        key = (rec["instruction"], rec["input"])
-        if key not in seen:
-            seen.add(key)
-            rows.append(rec)
-    return rows[:INSTRUCT_TRAIN], rows[INSTRUCT_TRAIN:]
+    train: list[dict] = []
+    eval: list[dict] = []
+    for kind, (n_train, n_eval) in INSTRUCT_QUOTAS.items():
+        seen: set[str] = set()  # membership only, never iterated
+        rows: list[dict] = []
+        while len(rows) < n_train + n_eval:
+            rec = _instruct_example(rng, kind)
+            if rec["input"] not in seen:
+                seen.add(rec["input"])
+                rows.append(rec)
+        train += rows[:n_train]
+        eval += rows[n_train:]
+    rng.shuffle(train)
+    rng.shuffle(eval)
+    return train, eval
 
 
 # ---------------------------------------------------------------- files

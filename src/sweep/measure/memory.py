@@ -25,11 +25,18 @@ def _trim_heap() -> None:
 
 
 def _rss_bytes() -> int:
-    with open("/proc/self/statm") as fh:
-        pages = int(fh.read().split()[1])
-    import os
+    """Anonymous resident memory (RssAnon): tensors, heap, activations. File-backed pages (a safetensors file
+    mapped while loading, shared libraries) are left out: they are page cache, not the trial's allocations."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
 
-    return pages * os.sysconf("SC_PAGE_SIZE")
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 @dataclass
@@ -70,6 +77,18 @@ class PeakMemory:
         while not self._stop.is_set():
             self._peak = max(self._peak, _rss_bytes())
             self._stop.wait(self.interval_s)
+
+    def restart_peak(self) -> None:
+        """Forget the peak so far but keep the baseline: called once the model is loaded, so the transient
+        spike of loading (and quantizing) weights is left out while the resident weights still count."""
+        _trim_heap()
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        else:
+            self._peak = _rss_bytes()
 
     def read(self) -> MemoryReading:
         """The peak so far (may be called inside the block)."""

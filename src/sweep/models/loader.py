@@ -159,11 +159,24 @@ def quantization_config(quant: QuantConfig):
     )
 
 
+def _own_storage(model) -> None:
+    """Give every tensor its own storage. A checkpoint read into memory is one buffer, and a parameter left
+    as a view into it (an embedding kept in fp32 next to 4-bit layers) keeps the whole buffer alive."""
+    import torch
+
+    with torch.no_grad():
+        for t in [*model.parameters(), *model.buffers()]:
+            if t.untyped_storage().nbytes() > 2 * t.numel() * t.element_size() + 4096:
+                t.data = t.data.clone()
+
+
 def build_model(model: ModelConfig, *, task: str, num_labels: int | None, quant: QuantConfig, seed: int, device: str):
     """The base model on `device`, quantized if asked; tiny models get seeded random weights."""
     import torch
 
-    kwargs: dict[str, Any] = {"dtype": _dtype(model.dtype)}
+    # on CPU, read weights into process memory instead of memory-mapping the file, so that resident-memory
+    # measurements see the weights the trial really holds (mapped file pages would hide them)
+    kwargs: dict[str, Any] = {"dtype": _dtype(model.dtype), "disable_mmap": not device.startswith("cuda")}
     qcfg = quantization_config(quant)
     if qcfg is not None:
         kwargs["quantization_config"] = qcfg
@@ -175,6 +188,7 @@ def build_model(model: ModelConfig, *, task: str, num_labels: int | None, quant:
             tiny = _auto_class(task).from_config(auto_config(model, task, num_labels))
             tmp = tempfile.mkdtemp(prefix="lorasweep-tiny-")
             tiny.save_pretrained(tmp)
+            del tiny  # reloaded below through from_pretrained, like every other source
             location = tmp
         else:
             location = model_location(model)
@@ -185,6 +199,8 @@ def build_model(model: ModelConfig, *, task: str, num_labels: int | None, quant:
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
+    if not device.startswith("cuda"):
+        _own_storage(m)
     if qcfg is None:
         m.to(device)
     if getattr(m.config, "pad_token_id", None) is None:

@@ -364,6 +364,7 @@ class Coordinator:
             self.session_failures += 1
         self.progress.event(trial.number, result.status.value.lower(), result.error or self._fmt(result))
         w.task, w.trial = None, None
+        self.progress.finished(self._counts())
 
     def _fmt(self, result: TrialResult) -> str:
         return " ".join(f"{k}={result.metrics[k]:.4g}" for k in self.cfg.objectives if k in result.metrics) + f" in {result.duration_s:.1f}s"

@@ -13,7 +13,6 @@ class Progress:
         self.study = study
         self.objectives = objectives
         self.t0 = time.time()
-        self.durations: list[float] = []
         self.best: str = "-"
         self.best_value: float | None = None
         self.events: list[str] = []
@@ -59,6 +58,12 @@ class Progress:
         else:
             self._live.update(self._render())
 
+    def finished(self, counts: dict) -> None:
+        """After a trial ended: the counts line (plain mode; the live panel shows it anyway)."""
+        self._counts = counts
+        if self._live is None:
+            self._print(self._status_line())
+
     def message(self, text: str) -> None:
         if self._live is None:
             self._print(text)
@@ -70,9 +75,6 @@ class Progress:
         self._counts, self._busy = counts, busy
         if self._live is not None:
             self._live.update(self._render())
-
-    def record_duration(self, seconds: float) -> None:
-        self.durations.append(seconds)
 
     # -- rendering
     def eta_s(self) -> float | None:
