@@ -135,6 +135,12 @@ def test_local_round_trip(tmp_path, suffix):
     assert [r["text"] for r in rec.eval] == [f"message number {i}" for i in range(24, 30)]
 
 
+def test_local_json_array(tmp_path):
+    path = tmp_path / "train.json"
+    path.write_text(json.dumps(ROWS[:10]))
+    assert len(local(path).train) == 8
+
+
 def test_local_formats_give_one_fingerprint(tmp_path):
     df = pd.DataFrame(ROWS)
     df.to_csv(tmp_path / "t.csv", index=False)

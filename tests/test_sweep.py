@@ -89,7 +89,7 @@ def test_killed_sweep_resumes_and_completes(in_tmp):
     cmd = [sys.executable, "-m", "sweep", *SMOKE, "sweep.workers=1", "train.max_steps=40", "sweep.progress=plain"]
     proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     db = Path("sweeps/smoke/study.db")
-    deadline = time.time() + 120
+    deadline = time.time() + 300
     killed = False
     while time.time() < deadline:
         if db.exists():
@@ -107,7 +107,7 @@ def test_killed_sweep_resumes_and_completes(in_tmp):
     proc.wait(30)
     assert killed, proc.stdout.read()
     finished_before = {t.number for t in _study("smoke").get_trials() if t.state == optuna.trial.TrialState.COMPLETE}
-    out = subprocess.run(cmd[:-2] + ["train.max_steps=6", "sweep.progress=plain"], env=env, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)  # the same command resumes
     assert out.returncode == 0, out.stdout + out.stderr
     trials = _study("smoke").get_trials()
     states = [t.state for t in trials]

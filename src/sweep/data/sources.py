@@ -29,7 +29,8 @@ def _file_problems(key: str, name: str) -> list[str]:
     path = _abs(name)
     problems = []
     if path.suffix.lower() not in SUFFIXES:
-        problems.append(f"{key}: unknown extension {path.suffix or '(none)'!r} of {path} (use one of {', '.join(SUFFIXES)})")
+        problems.append(f"{key}: unknown extension {path.suffix or '(none)'!r} of {path} "
+                        f"(use one of {', '.join(SUFFIXES)})")
     if not path.is_file():
         problems.append(f"{key}: file not found: {path} (set {key} to an existing .jsonl/.csv/.parquet file)")
     return problems
@@ -68,7 +69,8 @@ def _read_json_lines(path: Path, key: str) -> list[dict]:
         try:
             rows = json.loads(text)
         except json.JSONDecodeError as e:
-            raise DataError(f"{key}: {path} is not valid JSON ({e.msg} at line {e.lineno}; write one JSON object per line)") from None
+            raise DataError(f"{key}: {path} is not valid JSON ({e.msg} at line {e.lineno}; "
+                            f"write one JSON object per line)") from None
     else:
         rows = []
         for n, line in enumerate(text.splitlines(), start=1):
@@ -76,10 +78,12 @@ def _read_json_lines(path: Path, key: str) -> list[dict]:
                 try:
                     rows.append(json.loads(line))
                 except json.JSONDecodeError as e:
-                    raise DataError(f"{key}: line {n} of {path} is not valid JSON ({e.msg}; write one JSON object per line)") from None
+                    raise DataError(f"{key}: line {n} of {path} is not valid JSON "
+                                    f"({e.msg}; write one JSON object per line)") from None
     for n, row in enumerate(rows, start=1):
         if not isinstance(row, dict):
-            raise DataError(f"{key}: record {n} of {path} is a {type(row).__name__}, not an object (write one JSON object per line)")
+            raise DataError(f"{key}: record {n} of {path} is a {type(row).__name__}, not an object "
+                            f"(write one JSON object per line)")
     return rows
 
 
@@ -95,7 +99,8 @@ def _read_table(path: Path, key: str) -> list[dict]:
     except pd.errors.EmptyDataError:
         return []
     except Exception as e:  # noqa: BLE001 - any reader failure becomes one config-level line
-        raise DataError(f"{key}: cannot read {path} ({type(e).__name__}: {e}; check the file is a valid {path.suffix[1:]} file)") from None
+        raise DataError(f"{key}: cannot read {path} ({type(e).__name__}: {e}; "
+                        f"check the file is a valid {path.suffix[1:]} file)") from None
     return [{str(k): _plain(v) for k, v in row.items()} for row in df.to_dict(orient="records")]
 
 
@@ -203,7 +208,8 @@ def _label_names(train: list, eval: list, where: str, known: list[str] | None) -
         raise DataError(f"data.label_field: {where} mixes integer and string labels (use one kind for every record)")
     if kinds == {int}:
         if min(train + eval) < 0:
-            raise DataError(f"data.label_field: negative label {min(train + eval)} in {where} (integer labels are ids 0..n-1)")
+            raise DataError(f"data.label_field: negative label {min(train + eval)} in {where} "
+                            f"(integer labels are ids 0..n-1)")
         names = list(known) if known else [str(i) for i in range(max(train) + 1)]
         beyond = [v for v in train if v >= len(names)]
         if beyond:
@@ -220,7 +226,8 @@ def _label_names(train: list, eval: list, where: str, known: list[str] | None) -
     return names, mapping
 
 
-def _classification_records(rows: list[dict], where: str, text_field: str, label_field: str) -> tuple[list[str], list]:
+def _classification_records(rows: list[dict], where: str, text_field: str,
+                            label_field: str) -> tuple[list[str], list]:
     texts = _texts(_column(rows, "data.text_field", text_field, where), "data.text_field", where)
     return texts, _raw_labels(rows, label_field, where)
 
@@ -267,7 +274,8 @@ def load_records(*, task: str, source: str, name: str | None, train_file: str | 
             raise DataError("data.name: required when data.source=hub (set data.name to a hub dataset id)")
         train_rows, known = _hub_rows(name, train_split, "data.name")
         eval_rows, _ = _hub_rows(name, eval_split, "data.eval_split")
-        train_where, eval_where = f"hub dataset {name!r} split {train_split!r}", f"hub dataset {name!r} split {eval_split!r}"
+        train_where = f"hub dataset {name!r} split {train_split!r}"
+        eval_where = f"hub dataset {name!r} split {eval_split!r}"
         if not train_rows:
             raise DataError(f"data.train_split: {train_where} is empty (set data.train_split to a split with data)")
         if not eval_rows:
@@ -282,7 +290,8 @@ def load_records(*, task: str, source: str, name: str | None, train_file: str | 
                                 if eval_rows is not None else ([], []))
         label_names, mapping = _label_names(train_raw, eval_raw, train_where, known.get(label_field))
         train = [{"text": t, "label": mapping[y]} for t, y in zip(train_texts, train_raw)]
-        eval = [{"text": t, "label": mapping[y]} for t, y in zip(eval_texts, eval_raw)] if eval_rows is not None else None
+        eval = ([{"text": t, "label": mapping[y]} for t, y in zip(eval_texts, eval_raw)]
+                if eval_rows is not None else None)
     else:
         fields = {"instruction": instruction_field, "input": input_field, "output": output_field}
         train = _instruction_records(train_rows, train_where, fields=fields)
