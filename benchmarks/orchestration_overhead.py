@@ -26,7 +26,7 @@ os.environ.setdefault("LORASWEEP_CONF", str(ROOT / "conf"))
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--trials", type=int, default=8, help="trials per sweep")
+    ap.add_argument("--trials", type=int, default=12, help="trials per sweep (12 = the default experiments)")
     ap.add_argument("--steps", type=int, default=40, help="training steps per trial (tiny BERT)")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts to measure")
     ap.add_argument("--model", default="tiny_bert", help="model config option")

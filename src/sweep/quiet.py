@@ -34,5 +34,7 @@ def quiet_libraries() -> None:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        # heartbeats, TPE's `group` and fail_stale_trials are used on purpose and pinned by tests
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     except ImportError:
         pass

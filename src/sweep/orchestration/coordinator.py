@@ -288,9 +288,8 @@ class Coordinator:
 
     def _reuse(self, trial, prior, h: str, tdict: dict) -> None:
         """A config hash that already completed: copy its result instead of retraining."""
-        for k, v in prior.user_attrs.items():
-            if k.startswith("metric:"):
-                trial.set_user_attr(k, v)
+        prior_metrics = dict(prior.user_attrs.get("metrics") or {})
+        trial.set_user_attr("metrics", prior_metrics)
         trial.set_user_attr("reused_from", prior.number)
         if self.ml:
             from sweep.tracking.mlflow_tracker import MlflowTrialTracker
@@ -300,7 +299,7 @@ class Coordinator:
             tr = MlflowTrialTracker(self.ml["tracking_uri"], self.ml["experiment_id"], self.ml["parent_run_id"],
                                     run_name=f"trial-{trial.number:04d}-{h}-reused", tags=tags)
             tr.log_params(tdict)
-            tr.log_metrics({k[len("metric:"):]: v for k, v in prior.user_attrs.items() if k.startswith("metric:") and v is not None})
+            tr.log_metrics({k: v for k, v in prior_metrics.items() if v is not None})
             tr.finish("FINISHED")
             trial.set_user_attr("mlflow_run_id", tr.run_id)
         self.study.tell(trial, prior.values)
@@ -343,8 +342,7 @@ class Coordinator:
         trial = w.trial
         self.compute_s += result.duration_s
         self.trials_run += 1
-        for k, v in result.metrics.items():
-            trial.set_user_attr(f"metric:{k}", v if v == v else None)
+        trial.set_user_attr("metrics", {k: (v if v == v else None) for k, v in result.metrics.items()})  # one write
         trial.set_user_attr("device", str(result.meta.get("device", "")))
         trial.set_user_attr("duration_s", result.duration_s)
         if result.error:
@@ -364,7 +362,7 @@ class Coordinator:
             self.session_failures += 1
         self.progress.event(trial.number, result.status.value.lower(), result.error or self._fmt(result))
         w.task, w.trial = None, None
-        self.progress.finished(self._counts())
+        self.progress.finished(self._counts(), [x for x in self.workers if x.task is not None])
 
     def _fmt(self, result: TrialResult) -> str:
         return " ".join(f"{k}={result.metrics[k]:.4g}" for k in self.cfg.objectives if k in result.metrics) + f" in {result.duration_s:.1f}s"

@@ -58,9 +58,9 @@ class Progress:
         else:
             self._live.update(self._render())
 
-    def finished(self, counts: dict) -> None:
+    def finished(self, counts: dict, busy: list) -> None:
         """After a trial ended: the counts line (plain mode; the live panel shows it anyway)."""
-        self._counts = counts
+        self._counts, self._busy = counts, busy
         if self._live is None:
             self._print(self._status_line())
 
