@@ -84,7 +84,8 @@ def test_sigkilled_worker_fails_its_trial_and_is_retried(in_tmp, monkeypatch):
     assert len(killed) == 1 and killed[0].info.status == "FAILED"  # not left RUNNING
 
 
-def test_killed_sweep_resumes_and_completes(in_tmp):
+@pytest.mark.parametrize("sig, reason", [(signal.SIGKILL, "sweep process died"), (signal.SIGINT, "interrupted (Ctrl-C)")])
+def test_killed_or_interrupted_sweep_resumes_and_completes(in_tmp, sig, reason):
     env = {**os.environ, "LORASWEEP_FAULTS": "", "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "sweep", *SMOKE, "sweep.workers=1", "train.max_steps=40", "sweep.progress=plain"]
     proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -98,14 +99,16 @@ def test_killed_sweep_resumes_and_completes(in_tmp):
                 done = [t for t in st.get_trials() if t.state == optuna.trial.TrialState.COMPLETE]
                 running = [t for t in st.get_trials() if t.state == optuna.trial.TrialState.RUNNING]
                 if done and running:
-                    os.killpg(proc.pid, signal.SIGKILL)  # the machine dies: coordinator and workers
+                    os.killpg(proc.pid, sig)  # SIGKILL: the machine dies; SIGINT: Ctrl-C in the terminal
                     killed = True
                     break
             except Exception:
                 pass
         time.sleep(0.3)
-    proc.wait(30)
+    code = proc.wait(60)
     assert killed, proc.stdout.read()
+    if sig == signal.SIGINT:
+        assert code == 130, proc.stdout.read()  # a clean stop, not a traceback
     finished_before = {t.number for t in _study("smoke").get_trials() if t.state == optuna.trial.TrialState.COMPLETE}
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)  # the same command resumes
     assert out.returncode == 0, out.stdout + out.stderr
@@ -115,7 +118,7 @@ def test_killed_sweep_resumes_and_completes(in_tmp):
     assert optuna.trial.TrialState.RUNNING not in states
     assert finished_before <= {t.number for t in trials if t.state == optuna.trial.TrialState.COMPLETE}  # nothing lost
     failed = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]
-    assert failed and "sweep process died" in failed[0].user_attrs["failure_reason"]
+    assert failed and reason in failed[0].user_attrs["failure_reason"]
     children, _ = _mlflow_children("smoke")
     assert not [r for r in children if r.info.status == "RUNNING"]
 

@@ -56,26 +56,26 @@ def _hydra_message(exc: Exception) -> str:
     return msg
 
 
-def compose_dict(overrides: list[str], config_name: str = "config") -> dict:
-    """Compose `conf/<config_name>.yaml` with Hydra overrides into a resolved plain dict (a fresh copy)."""
+def compose_dict(overrides: list[str], config_name: str = "config", conf: Path | None = None) -> dict:
+    """Compose `<conf>/<config_name>.yaml` (default: `conf_dir()`) with Hydra overrides into a resolved
+    plain dict (a fresh copy)."""
     import copy
 
-    return copy.deepcopy(_compose_cached(tuple(overrides), config_name, str(conf_dir())))
+    return copy.deepcopy(_compose_cached(tuple(overrides), config_name, str(conf or conf_dir())))
 
 
 @functools.lru_cache(maxsize=64)
-def _compose_cached(overrides: tuple[str, ...], config_name: str, _conf: str) -> dict:
+def _compose_cached(overrides: tuple[str, ...], config_name: str, conf: str) -> dict:
     """Hydra composition is ~70 ms; a sweep re-composes the same few override sets for every trial."""
-    return _compose_uncached(list(overrides), config_name)
+    return _compose_uncached(list(overrides), config_name, Path(conf))
 
 
-def _compose_uncached(overrides: list[str], config_name: str) -> dict:
+def _compose_uncached(overrides: list[str], config_name: str, cdir: Path) -> dict:
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
-    cdir = conf_dir()
     if not (cdir / f"{config_name}.yaml").is_file():
         raise ConfigError([f"config: no {config_name}.yaml in {cdir} (run from the repository root or set LORASWEEP_CONF)"])
     GlobalHydra.instance().clear()
@@ -176,18 +176,18 @@ def _get_path(d: dict, dotted: str) -> Any:
     return node
 
 
-def trial_dict(base_overrides: list[str], params: dict[str, Any], group_params: set[str]) -> dict:
+def trial_dict(base_overrides: list[str], params: dict[str, Any], group_params: set[str], conf: Path | None = None) -> dict:
     """The resolved trial config for a set of sampled params.
 
     `group_params` names params that choose a config-group option (e.g. `quant: nf4`);
     they are applied as Hydra overrides. Every other param sets a config value by its
     dotted path (`lora.r`, `lora.band_ranks.0`). Lists set element-wise are trimmed of
-    unset tail entries.
+    unset tail entries. `conf` is the config folder to compose from (a sweep passes its snapshot).
     """
     group_keys = {k for k in params if k in group_params}
     overrides = [ov for ov in base_overrides if _override_key(ov) not in group_keys]
     overrides += [f"{k}={params[k]}" for k in sorted(group_keys)]
-    resolved = compose_dict(overrides)
+    resolved = compose_dict(overrides, conf=conf)
     for k, v in params.items():
         if k in group_keys:
             continue

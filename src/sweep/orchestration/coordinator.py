@@ -153,8 +153,23 @@ class Coordinator:
             study.enqueue_trial(frozen.params, user_attrs={"retry_count": retries + 1, "retry_of": frozen.number},
                                 skip_if_exists=False)
 
+    def _snapshot_conf(self) -> Path:
+        """Copy conf/ into the study folder: every trial of this run composes from the files as they were
+        when it started (editing conf/ mid-sweep cannot change later trials), and the study keeps them."""
+        import shutil
+
+        from sweep.config.compose import conf_dir
+
+        dst = self.out_dir / "conf"
+        if dst.exists():
+            shutil.rmtree(dst)
+        shutil.copytree(conf_dir(), dst)
+        return dst.resolve()
+
     def open(self) -> None:
         import optuna
+
+        self.conf = self._snapshot_conf()
 
         self.storage = make_storage(self.url, heartbeat_interval=self.cfg.heartbeat_interval_s,
                                     grace_period=self.cfg.grace_period_s, failed_trial_callback=self._on_stale)
@@ -259,7 +274,7 @@ class Coordinator:
         trial.set_user_attr(OWNER_ATTR, self.owner)
         try:
             params = sp.suggest(trial, self.cfg.space, self.base_dict)
-            tdict = trial_dict(self.rc.overrides, params, self.group_params)
+            tdict = trial_dict(self.rc.overrides, params, self.group_params, conf=self.conf)
             cfg = TrialConfig.from_dict(tdict)
         except ConfigError as exc:
             self._fail_untrained(trial, "config: " + "; ".join(exc.problems))
@@ -487,8 +502,14 @@ class Coordinator:
         counts = self._counts()
         best = []
         try:
-            for t in self.study.best_trials[:5]:
-                best.append({"number": t.number, "values": t.values, "hash": t.user_attrs.get("config_hash"), "params": t.params})
+            seen: set = set()
+            for t in self.study.best_trials:
+                h = t.user_attrs.get("config_hash")
+                if h in seen:  # reused copies of one config
+                    continue
+                seen.add(h)
+                best.append({"number": t.number, "values": t.values, "hash": h, "params": t.params})
+            best = best[:5]
         except (ValueError, RuntimeError):
             pass
         return SweepSummary(self.study_name, self.url, counts["COMPLETE"], counts["PRUNED"], counts["FAIL"], wall_s,
