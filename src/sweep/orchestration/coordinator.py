@@ -154,13 +154,14 @@ class Coordinator:
                                 skip_if_exists=False)
 
     def _snapshot_conf(self) -> Path:
-        """Copy conf/ into the study folder: every trial of this run composes from the files as they were
-        when it started (editing conf/ mid-sweep cannot change later trials), and the study keeps them."""
+        """Copy conf/ for this run: every trial composes from the files as they were when the run started
+        (editing conf/ mid-sweep cannot change later trials). One folder per coordinator, so several
+        coordinators on one host do not trip over each other; removed when the run ends."""
         import shutil
 
         from sweep.config.compose import conf_dir
 
-        dst = self.out_dir / "conf"
+        dst = self.out_dir / f"conf-{self.owner.replace(':', '-')}"
         if dst.exists():
             shutil.rmtree(dst)
         shutil.copytree(conf_dir(), dst)
@@ -179,13 +180,14 @@ class Coordinator:
             from sweep.tracking import mlflow_tracker as mt
 
             uri = mt.absolute_uri(self.rc.tracking.tracking_uri)
-            exp_id = mt.ensure_experiment(uri, self.study_name, self.rc.tracking.artifact_location)
             tags = {"lorasweep.experiment": self.rc.name, "lorasweep.objectives": ",".join(self.cfg.objectives),
                     "lorasweep.group_by": ",".join(self.cfg.group_by), "lorasweep.storage": self.url,
                     **{f"tag.{k}": str(v) for k, v in self.rc.tags.items()}}
             params = {"sweep.n_trials": self.cfg.n_trials, "sweep.sampler": self.cfg.sampler, "sweep.pruner": self.cfg.pruner,
                       "sweep.objectives": ",".join(self.cfg.objectives), "sweep.space": ",".join(self.cfg.space)}
-            parent = mt.parent_run(uri, exp_id, self.study_name, tags, params)
+            with mt.init_lock(uri):
+                exp_id = mt.ensure_experiment(uri, self.study_name, self.rc.tracking.artifact_location)
+                parent = mt.parent_run(uri, exp_id, self.study_name, tags, params)
             self.ml = {"tracking_uri": uri, "experiment_id": exp_id, "parent_run_id": parent,
                        "log_adapter": self.rc.tracking.log_adapter}
         self._recover(optuna)
@@ -489,6 +491,10 @@ class Coordinator:
             self.stop_workers(force=self.interrupted)
             if self.progress:
                 self.progress.close()
+            if getattr(self, "conf", None) is not None:
+                import shutil
+
+                shutil.rmtree(self.conf, ignore_errors=True)
             if self.ml:
                 from sweep.tracking.mlflow_tracker import finish_run
 

@@ -6,6 +6,7 @@ each to its own child run. Writes are retried when sqlite reports a lock.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -47,30 +48,59 @@ def client(tracking_uri: str):
     return MlflowClient(tracking_uri=tracking_uri)
 
 
+@contextlib.contextmanager
+def init_lock(tracking_uri: str):
+    """Serialise first use of a sqlite store between coordinators on one host: MLflow migrates a fresh
+    database on first open, and two processes migrating at once corrupt each other's steps."""
+    uri = absolute_uri(tracking_uri)
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    path = Path(uri[len("sqlite:///"):])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{path}.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def ensure_experiment(tracking_uri: str, name: str, artifact_location: str) -> str:
-    """The experiment id for `name`, created with its artifacts under `artifact_location/<name>`."""
-    try:
-        c = client(tracking_uri)
-        exp = c.get_experiment_by_name(name)
-        if exp is not None:
-            if exp.lifecycle_stage == "deleted":
-                c.restore_experiment(exp.experiment_id)
-            return exp.experiment_id
-        location = (Path(artifact_location) / name).resolve().as_uri() if "://" not in artifact_location else f"{artifact_location}/{name}"
-        return c.create_experiment(name, artifact_location=location)
-    except ConfigError:
-        raise
-    except Exception as exc:
-        first = " ".join(str(exc).split())[:300]
-        raise ConfigError([f"tracking.tracking_uri: cannot use MLflow store {tracking_uri!r}: {first} "
-                           "(fix the URI, or move a corrupt .mlflow/mlflow.db away; tracking=none runs without MLflow)"]) from None
+    """The experiment id for `name`, created with its artifacts under `artifact_location/<name>`.
+
+    Retried a few times: a coordinator on another machine may be creating the store's schema or the same
+    experiment at this very moment."""
+    for attempt in range(6):
+        try:
+            c = client(tracking_uri)
+            exp = c.get_experiment_by_name(name)
+            if exp is not None:
+                if exp.lifecycle_stage == "deleted":
+                    c.restore_experiment(exp.experiment_id)
+                return exp.experiment_id
+            location = (Path(artifact_location) / name).resolve().as_uri() if "://" not in artifact_location else f"{artifact_location}/{name}"
+            return c.create_experiment(name, artifact_location=location)
+        except Exception as exc:
+            text = " ".join(str(exc).split())
+            racing = ("already exists", "RESOURCE_ALREADY_EXISTS", "UNIQUE constraint", "locked", "migration",
+                      "no such table", "duplicate")
+            if attempt < 5 and any(s in text for s in racing):
+                time.sleep(0.5 * (attempt + 1))
+                continue
+            raise ConfigError([f"tracking.tracking_uri: cannot use MLflow store {tracking_uri!r}: {text[:300]} "
+                               "(fix the URI, or move a corrupt .mlflow/mlflow.db away; tracking=none runs without MLflow)"]) from None
+    raise AssertionError("unreachable")
 
 
 def parent_run(tracking_uri: str, experiment_id: str, study: str, tags: dict[str, str], params: dict[str, Any]) -> str:
     """The sweep's parent run: reused when the study is resumed or joined by another machine."""
     c = client(tracking_uri)
-    found = c.search_runs([experiment_id], filter_string=f"tags.`{PREFIX}role` = 'parent' and tags.`{PREFIX}study` = '{study}'",
-                          max_results=1, order_by=["attributes.start_time ASC"])
+    query = f"tags.`{PREFIX}role` = 'parent' and tags.`{PREFIX}study` = '{study}'"
+    order = ["attributes.start_time ASC", "attributes.run_id ASC"]
+    found = c.search_runs([experiment_id], filter_string=query, max_results=1, order_by=order)
     if found:
         run_id = found[0].info.run_id
         _retry(c.update_run, run_id, status="RUNNING")
@@ -79,6 +109,11 @@ def parent_run(tracking_uri: str, experiment_id: str, study: str, tags: dict[str
                      tags={f"{PREFIX}role": "parent", f"{PREFIX}study": study, **tags})
         run_id = run.info.run_id
         _log_params(c, run_id, params)
+        # two machines starting the same study at once may both have created one: keep the earliest
+        first = c.search_runs([experiment_id], filter_string=query, max_results=1, order_by=order)[0].info.run_id
+        if first != run_id:
+            _retry(c.delete_run, run_id)
+            run_id = first
     for k, v in tags.items():
         _retry(c.set_tag, run_id, k, v)
     return run_id
