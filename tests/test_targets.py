@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sweep.config.errors import ConfigError
-from sweep.config.schema import LoraConfig, ModelConfig
+from sweep.config.schema import ModelConfig
 from sweep.models.loader import inventory
 from sweep.models.targets import resolve_targets
 
@@ -20,7 +20,7 @@ def bert_inv():
 
 @pytest.fixture(scope="module")
 def llama_inv():
-    return inventory(LLAMA, "causal_lm_unused" if False else "instruction", None)
+    return inventory(LLAMA, "instruction", None)
 
 
 def _leaves(names):

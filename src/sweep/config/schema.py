@@ -295,11 +295,6 @@ class TrialConfig:
         return to_dict(self)
 
 
-def trial_config(d: dict) -> TrialConfig:
-    """Alias kept short for call sites."""
-    return TrialConfig.from_dict(d)
-
-
 __all__ = [
     "ModelConfig",
     "DataConfig",

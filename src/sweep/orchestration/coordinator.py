@@ -242,15 +242,11 @@ class Coordinator:
 
     # ---------------------------------------------------------------- counting
     def _counts(self) -> dict[str, int]:
-        import optuna
-
-        S = optuna.trial.TrialState
         c = {s: 0 for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")}
         for t in self.study.get_trials(deepcopy=False):
             if t.state.name in c:
                 c[t.state.name] += 1
         c["finished"] = c["COMPLETE"] + c["PRUNED"]
-        del S
         return c
 
     def _completed_by_hash(self) -> dict[str, Any]:
