@@ -59,19 +59,41 @@ def test_adalora_trains(compose_trial):
     assert res.metrics["adapter_params"] > 0
 
 
-def test_qlora_nf4_trains_and_uses_less_memory(compose_trial):
+_MEASURE = """
+import json, sys
+from sweep.quiet import quiet_libraries; quiet_libraries()
+from sweep.config.compose import compose
+from sweep.trial import run_trial
+tiny = ["train=fast", "data.train_size=64", "data.eval_size=32", "tracking=none"]
+# one-time library initialisation (bitsandbytes kernels) is paid before the measured trial, as in a worker
+run_trial(compose([*tiny, "model=tiny_bert", "quant=nf4", "train.max_steps=1"]).trial)
+r = run_trial(compose([*tiny, *sys.argv[1:]]).trial)
+print(json.dumps({"status": r.status.value, "error": r.error, "peak": r.metrics.get("peak_memory_mb"), "meta": r.meta.get("memory_kind")}))
+"""
+
+
+def _peak_in_fresh_process(*overrides: str) -> dict:
+    """Peak memory of one trial in its own process: an earlier trial's freed heap cannot skew the delta."""
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _MEASURE, *overrides], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_qlora_nf4_trains_and_uses_less_memory():
     # big enough that the block weights dominate the resident-memory delta (~150 MB fp32 vs ~19 MB nf4)
     size = ["model=tiny_llama", "model.hidden_size=768", "model.intermediate_size=3072", "model.num_layers=4",
             "model.num_heads=12", "lora=qv", "train.save_adapter=false", "train.max_steps=2", "train.eval_every=0",
             "data.eval_size=8", "train.latency_iters=1"]
-    # one-time library initialisation is paid by the first quantized trial of a process (a worker pays it once)
-    assert run_trial(compose_trial("model=tiny_bert", "quant=nf4", "train.max_steps=1")).status is TrialStatus.COMPLETE
-    q = run_trial(compose_trial(*size, "quant=nf4"))
-    f = run_trial(compose_trial(*size, "quant=none"))
-    assert q.status is TrialStatus.COMPLETE, q.error
-    assert f.status is TrialStatus.COMPLETE, f.error
-    assert q.metrics["peak_memory_mb"] < f.metrics["peak_memory_mb"], (q.metrics["peak_memory_mb"], f.metrics["peak_memory_mb"])
-    assert q.meta["memory_kind"] == "cpu_rss_delta"
+    q = _peak_in_fresh_process(*size, "quant=nf4")
+    f = _peak_in_fresh_process(*size, "quant=none")
+    assert q["status"] == "COMPLETE", q["error"]
+    assert f["status"] == "COMPLETE", f["error"]
+    assert q["peak"] < f["peak"], (q["peak"], f["peak"])
+    assert q["meta"] == "cpu_rss_delta"
 
 
 @pytest.mark.parametrize("fault, reason", [("oom", "OOM"), ("nan", "NaN loss")])
