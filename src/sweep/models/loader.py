@@ -159,17 +159,6 @@ def quantization_config(quant: QuantConfig):
     )
 
 
-def _own_storage(model) -> None:
-    """Give every tensor its own storage. A checkpoint read into memory is one buffer, and a parameter left
-    as a view into it (an embedding kept in fp32 next to 4-bit layers) keeps the whole buffer alive."""
-    import torch
-
-    with torch.no_grad():
-        for t in [*model.parameters(), *model.buffers()]:
-            if t.untyped_storage().nbytes() > 2 * t.numel() * t.element_size() + 4096:
-                t.data = t.data.clone()
-
-
 def build_model(model: ModelConfig, *, task: str, num_labels: int | None, quant: QuantConfig, seed: int, device: str):
     """The base model on `device`, quantized if asked; tiny models get seeded random weights."""
     import torch
@@ -199,8 +188,6 @@ def build_model(model: ModelConfig, *, task: str, num_labels: int | None, quant:
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
-    if not device.startswith("cuda"):
-        _own_storage(m)
     if qcfg is None:
         m.to(device)
     if getattr(m.config, "pad_token_id", None) is None:

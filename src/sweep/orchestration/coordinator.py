@@ -119,6 +119,7 @@ class Coordinator:
         self.base_dict = {g: run.raw[g] for g in ("model", "data", "lora", "quant", "train")}
         self.group_params = sp.group_params(self.cfg.space)
         self.faults = _faults()
+        self.conf: Path | None = None  # this run's snapshot of conf/, made in open()
         self.workers: list[Worker] = []
         self.ml: dict | None = None
         self.session_failures = 0
@@ -487,7 +488,7 @@ class Coordinator:
             self.stop_workers(force=self.interrupted)
             if self.progress:
                 self.progress.close()
-            if getattr(self, "conf", None) is not None:
+            if self.conf is not None:
                 import shutil
 
                 shutil.rmtree(self.conf, ignore_errors=True)

@@ -13,6 +13,7 @@ from typing import Callable
 from sweep import metrics
 from sweep.config.errors import ConfigError
 from sweep.orchestration import space as sp
+from sweep.retry import STARTUP_DELAYS, retry_while
 
 
 def storage_url(storage: str | None, output_dir: str, study_name: str) -> str:
@@ -27,20 +28,16 @@ def make_storage(url: str, *, heartbeat_interval: int, grace_period: int,
                  failed_trial_callback: Callable | None = None):
     import optuna
 
-    import time
-
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-    for attempt in range(6):
-        try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
-                                              grace_period=grace_period, failed_trial_callback=failed_trial_callback)
-        except Exception as exc:  # corrupt file, unreachable server, missing driver
-            text = " ".join(str(exc).split())
-            if attempt < 5 and ("already exists" in text or "duplicate key" in text or "locked" in text):
-                time.sleep(0.5 * (attempt + 1))  # another machine is creating the schema right now
-                continue
-            raise ConfigError([f"sweep.storage: cannot open Optuna storage {url!r}: {text[:300]} "
-                               "(fix the URL, start the server, or move the corrupt file away to start a new study)"]) from None
+    try:  # another machine may be creating the schema right now
+        return retry_while(lambda: optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs,
+                                                              heartbeat_interval=heartbeat_interval, grace_period=grace_period,
+                                                              failed_trial_callback=failed_trial_callback),
+                           markers=("already exists", "duplicate key", "locked"), delays=STARTUP_DELAYS)
+    except Exception as exc:  # corrupt file, unreachable server, missing driver
+        text = " ".join(str(exc).split())
+        raise ConfigError([f"sweep.storage: cannot open Optuna storage {url!r}: {text[:300]} "
+                           "(fix the URL, start the server, or move the corrupt file away to start a new study)"]) from None
 
 
 def make_sampler(sweep_cfg):

@@ -13,21 +13,16 @@ from pathlib import Path
 from typing import Any, Callable
 
 from sweep.config.errors import ConfigError
+from sweep.retry import STARTUP_DELAYS, retry_while
 from sweep.tracking.base import flatten
 
 PREFIX = "lorasweep."
 
 
 def _retry(fn: Callable, *args, **kwargs):
-    delay = 0.05
-    for attempt in range(8):
-        try:
-            return fn(*args, **kwargs)
-        except Exception as exc:  # sqlite "database is locked" under concurrent writers
-            if "locked" not in str(exc).lower() or attempt == 7:
-                raise
-            time.sleep(delay)
-            delay *= 2
+    """sqlite reports "database is locked" under concurrent writers: back off and write again."""
+    return retry_while(lambda: fn(*args, **kwargs), markers=("locked",), delays=[0.05 * 2**i for i in range(7)],
+                       casefold=True)
 
 
 def absolute_uri(tracking_uri: str) -> str:
@@ -73,26 +68,24 @@ def ensure_experiment(tracking_uri: str, name: str, artifact_location: str) -> s
 
     Retried a few times: a coordinator on another machine may be creating the store's schema or the same
     experiment at this very moment."""
-    for attempt in range(6):
-        try:
-            c = client(tracking_uri)
-            exp = c.get_experiment_by_name(name)
-            if exp is not None:
-                if exp.lifecycle_stage == "deleted":
-                    c.restore_experiment(exp.experiment_id)
-                return exp.experiment_id
-            location = (Path(artifact_location) / name).resolve().as_uri() if "://" not in artifact_location else f"{artifact_location}/{name}"
-            return c.create_experiment(name, artifact_location=location)
-        except Exception as exc:
-            text = " ".join(str(exc).split())
-            racing = ("already exists", "RESOURCE_ALREADY_EXISTS", "UNIQUE constraint", "locked", "migration",
-                      "no such table", "duplicate")
-            if attempt < 5 and any(s in text for s in racing):
-                time.sleep(0.5 * (attempt + 1))
-                continue
-            raise ConfigError([f"tracking.tracking_uri: cannot use MLflow store {tracking_uri!r}: {text[:300]} "
-                               "(fix the URI, or move a corrupt .mlflow/mlflow.db away; tracking=none runs without MLflow)"]) from None
-    raise AssertionError("unreachable")
+    def get_or_create() -> str:
+        c = client(tracking_uri)
+        exp = c.get_experiment_by_name(name)
+        if exp is not None:
+            if exp.lifecycle_stage == "deleted":
+                c.restore_experiment(exp.experiment_id)
+            return exp.experiment_id
+        location = (Path(artifact_location) / name).resolve().as_uri() if "://" not in artifact_location else f"{artifact_location}/{name}"
+        return c.create_experiment(name, artifact_location=location)
+
+    racing = ("already exists", "RESOURCE_ALREADY_EXISTS", "UNIQUE constraint", "locked", "migration", "no such table",
+              "duplicate")
+    try:
+        return retry_while(get_or_create, markers=racing, delays=STARTUP_DELAYS)
+    except Exception as exc:
+        text = " ".join(str(exc).split())
+        raise ConfigError([f"tracking.tracking_uri: cannot use MLflow store {tracking_uri!r}: {text[:300]} "
+                           "(fix the URI, or move a corrupt .mlflow/mlflow.db away; tracking=none runs without MLflow)"]) from None
 
 
 def parent_run(tracking_uri: str, experiment_id: str, study: str, tags: dict[str, str], params: dict[str, Any]) -> str:
