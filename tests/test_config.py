@@ -12,6 +12,15 @@ from sweep.config.errors import ConfigError
 GROUPS = ["model", "data", "lora", "quant", "train", "sweep", "tracking", "cost"]
 
 
+def _own_keys(group: str, option: str) -> dict:
+    """The keys an option file sets itself (not inherited through its defaults list), read with OmegaConf."""
+    from omegaconf import OmegaConf
+
+    data = OmegaConf.to_container(OmegaConf.load(conf_dir() / group / f"{option}.yaml"), resolve=False)
+    data.pop("defaults", None)
+    return {k: v for k, v in data.items() if not isinstance(v, str) or "${" not in v}
+
+
 def _options(group: str) -> list[str]:
     return sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
 
@@ -25,7 +34,10 @@ def test_every_group_option_composes(group):
                 compose([f"{group}={option}", *extra])
             continue
         run = compose([f"{group}={option}"])
-        assert run.trial is not None
+        own = _own_keys(group, option)
+        assert own, f"{group}/{option}.yaml sets no key of its own"
+        for key, value in own.items():  # the option's own values reached the composed config
+            assert run.raw[group][key] == value, (group, option, key)
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in (conf_dir() / "experiment").glob("*.yaml")))

@@ -117,19 +117,21 @@ def test_validation_reports_every_bad_key_on_its_own_line():
         c.CostConfig.from_dict({**GPU, "monthly_requests": "lots"})
 
 
-def test_cost_files_load_and_overrides_apply():
-    from sweep.config.compose import conf_dir
+def test_cost_group_composes_with_hydra_and_overrides_apply():
+    from sweep.config.compose import compose
+    from sweep.config.cost import CostConfig
 
-    local = c.load_cost_config()
-    assert local.hardware and local.price_per_device_hour >= 0
-    gpu = c.load_cost_config(conf_dir() / "cost" / "a100_cloud.yaml", ["price_per_device_hour=2.5", "cost.baseline_accuracy=0.6",
-                                                                       "monthly_benefit=null"])
-    assert gpu.price_per_device_hour == 2.5 and gpu.baseline_accuracy == 0.6
-    assert c.load_cost_config("a100_cloud", ["monthly_requests=1e7"]).monthly_requests == 1e7
-    with pytest.raises(ConfigError, match="expected key=value"):
-        c.load_cost_config(None, ["price_per_device_hour"])
+    local = compose([]).cost
+    assert isinstance(local, CostConfig) and local.hardware == "local CPU" and local.price_per_device_hour == 0.05
+    gpu = compose(["cost=a100_cloud", "cost.price_per_device_hour=2.5", "cost.baseline_accuracy=0.6"]).cost
+    assert gpu.price_per_device_hour == 2.5 and gpu.baseline_accuracy == 0.6 and gpu.hardware.startswith("NVIDIA A100")
+    assert compose(["cost=a100_cloud", "cost.monthly_requests=1e7"]).cost.monthly_requests == 1e7
+    with pytest.raises(ConfigError, match="cost.price_per_device_hour"):
+        compose(["cost.price_per_device_hour=-1"])
     with pytest.raises(ConfigError, match="cost.value_per_accuracy_point_per_month"):
-        c.load_cost_config(None, ["monthly_benefit=100"])  # both benefit inputs set
+        compose(["cost.monthly_benefit=100"])  # both benefit inputs set
+    with pytest.raises(ConfigError, match=r"override 'cost=nope'"):
+        compose(["cost=nope"])
 
 
 def test_every_cost_key_has_a_comment_with_its_unit():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -40,7 +41,7 @@ def test_builtin_intent_sizes_and_labels():
     assert rec.label_names == INTENT_LABELS
     assert {r["label"] for r in rec.train} == set(range(6)) == {r["label"] for r in rec.eval}
     assert all(set(r) == {"text", "label"} and isinstance(r["label"], int) for r in rec.train + rec.eval)
-    assert len(rec.fingerprint) == 16 and int(rec.fingerprint, 16) >= 0
+    assert re.fullmatch(r"[0-9a-f]{16}", rec.fingerprint), rec.fingerprint
 
 
 def test_builtin_instruct_sizes_and_short_answers():
@@ -92,7 +93,10 @@ def test_builtin_task_mismatch_names_data_task():
 # ---------------------------------------------------------------- fingerprints and subsampling
 
 def test_fingerprint_is_stable_and_pinned():
-    assert load().fingerprint == load().fingerprint
+    # pinned: a change to the shipped data, its loading or the fingerprint itself must show up here
+    assert load().fingerprint == "dcefc1f7c4273558"
+    assert load(task="instruction", name="instruct").fingerprint == "456017461b9cefc7"
+    assert load(eval_size=100).fingerprint == "1287c5573e698776"
     assert load().fingerprint != load(eval_size=100).fingerprint
     assert load(eval_size=100).fingerprint != load(eval_size=101).fingerprint
     assert load().fingerprint != load(task="instruction", name="instruct").fingerprint

@@ -30,24 +30,25 @@ class Metric:
     unit: str
     direction: Direction
     description: str
+    reproducible: bool = False  # a rerun of the same config on the same kind of device gives it again (CPU: exactly)
 
 
 _MAX, _MIN, _NONE = Direction.MAX, Direction.MIN, Direction.NONE
 
 METRICS: tuple[Metric, ...] = (
-    Metric("eval_accuracy", "fraction", _MAX, "classification: argmax accuracy; causal LM: exact match of the generated answer"),
-    Metric("eval_loss", "nats/token", _MIN, "mean cross-entropy on the eval split"),
-    Metric("eval_samples", "examples", _NONE, "eval-set size (for binomial confidence intervals)"),
-    Metric("trainable_params", "params", _MIN, "parameters with requires_grad (adapter plus any trained head)"),
-    Metric("adapter_params", "params", _MIN, "LoRA/DoRA/AdaLoRA parameters only (no head)"),
-    Metric("total_params", "params", _NONE, "all parameters of the adapted model (4-bit weights counted as stored elements x2)"),
+    Metric("eval_accuracy", "fraction", _MAX, "classification: argmax accuracy; causal LM: exact match of the generated answer", reproducible=True),
+    Metric("eval_loss", "nats/token", _MIN, "mean cross-entropy on the eval split", reproducible=True),
+    Metric("eval_samples", "examples", _NONE, "eval-set size (for binomial confidence intervals)", reproducible=True),
+    Metric("trainable_params", "params", _MIN, "parameters with requires_grad (adapter plus any trained head)", reproducible=True),
+    Metric("adapter_params", "params", _MIN, "LoRA/DoRA/AdaLoRA parameters only (no head)", reproducible=True),
+    Metric("total_params", "params", _NONE, "all parameters of the adapted model (4-bit weights counted as stored elements x2)", reproducible=True),
     Metric("trainable_ratio", "fraction", _MIN, "trainable_params / total_params"),
     Metric("adapter_size_mb", "MiB", _MIN, "size of the saved adapter safetensors file"),
     Metric("train_time_s", "s", _MIN, "wall time of the training loop (evaluations included)"),
     Metric("train_steps", "steps", _NONE, "optimizer steps taken"),
     Metric("train_samples_per_s", "samples/s", _MAX, "training throughput in examples"),
     Metric("train_tokens_per_s", "tokens/s", _MAX, "training throughput in non-padding tokens"),
-    Metric("train_loss", "nats/token", _MIN, "mean training loss over the last logging window"),
+    Metric("train_loss", "nats/token", _MIN, "mean training loss over the last logging window", reproducible=True),
     Metric("peak_memory_mb", "MiB", _MIN, "peak during training, weights included, loading spike excluded; GPU: torch.cuda.max_memory_allocated; CPU: resident memory added by the trial"),
     Metric("peak_reserved_mb", "MiB", _MIN, "GPU: torch.cuda.max_memory_reserved; CPU: peak resident set size of the process"),
     Metric("latency_p50_ms", "ms/batch", _MIN, "inference latency per eval batch, adapter unmerged, median"),
@@ -59,6 +60,7 @@ METRICS: tuple[Metric, ...] = (
 )
 
 BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS}
+REPRODUCIBLE: tuple[str, ...] = tuple(m.name for m in METRICS if m.reproducible)
 
 
 def get(name: str) -> Metric:

@@ -29,8 +29,12 @@ class TrialResult:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["status"] = self.status.value
-        d["metrics"] = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in self.metrics.items()}
+        d["metrics"] = self.json_metrics()
         return d
+
+    def json_metrics(self) -> dict[str, float | None]:
+        """The metrics with non-finite values as None (JSON and Optuna user attributes hold no NaN)."""
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in self.metrics.items()}
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrialResult":
@@ -43,3 +47,14 @@ class TrialResult:
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True))
+
+
+def objective_values(metrics: dict[str, float], objectives: list[str] | tuple[str, ...]) -> list[float] | None:
+    """The objective values of a trial in order, or None when one is missing or not finite."""
+    values = []
+    for name in objectives:
+        v = metrics.get(name)
+        if v is None or not math.isfinite(float(v)):
+            return None
+        values.append(float(v))
+    return values

@@ -22,6 +22,7 @@ from sweep.config.errors import ConfigError
 from sweep.config.hashing import config_hash
 from sweep.config.schema import TrialConfig
 from sweep.results import TrialResult, TrialStatus
+from sweep.text import one_line
 from sweep.tracking.base import NullReporter, NullTracker, Reporter, Tracker
 
 MIB = 1024 * 1024
@@ -45,11 +46,6 @@ def _is_oom(exc: BaseException) -> bool:
     import torch
 
     return isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)) or "out of memory" in str(exc).lower()
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text[:500] or type(exc).__name__
 
 
 def _count_params(model) -> dict[str, float]:
@@ -92,8 +88,9 @@ def _inject(model, fault: str | None) -> None:
 
 def run_trial(cfg: TrialConfig, *, reporter: Reporter | None = None, tracker: Tracker | None = None,
               output_dir: Path | None = None, max_trainable_params: int | None = None,
-              fault: str | None = None) -> TrialResult:
-    """Run one trial; never raises for a failure of the trial itself."""
+              fault: str | None = None, placement: dict[str, str] | None = None) -> TrialResult:
+    """Run one trial; never raises for a failure of the trial itself. `placement` (host, node, GPU of the
+    worker) is recorded in meta.json."""
     reporter = reporter or NullReporter()
     tracker = tracker or NullTracker()
     h = config_hash(cfg)
@@ -104,7 +101,7 @@ def run_trial(cfg: TrialConfig, *, reporter: Reporter | None = None, tracker: Tr
     state: dict[str, Any] = {"curves": {}, "metrics": {}, "meta": {}}
     try:
         _execute(cfg, reporter=reporter, tracker=tracker, out=out, state=state,
-                 max_trainable_params=max_trainable_params, fault=fault)
+                 max_trainable_params=max_trainable_params, fault=fault, placement=placement or {})
         result = TrialResult(TrialStatus.COMPLETE, state["metrics"], None)
     except Pruned as exc:
         result = TrialResult(TrialStatus.PRUNED, state["metrics"], str(exc))
@@ -114,11 +111,11 @@ def run_trial(cfg: TrialConfig, *, reporter: Reporter | None = None, tracker: Tr
         if isinstance(exc, ConfigError):
             reason = "config: " + "; ".join(exc.problems)
         elif _is_oom(exc):
-            reason = f"OOM: {_one_line(exc)}"
+            reason = f"OOM: {one_line(exc)}"
         elif type(exc).__name__ == "NonFiniteLoss":
-            reason = f"NaN loss: {_one_line(exc)}"
+            reason = f"NaN loss: {one_line(exc)}"
         else:
-            reason = f"{type(exc).__name__}: {_one_line(exc)}"
+            reason = f"{type(exc).__name__}: {one_line(exc)}"
         if out:
             (out / "error.txt").write_text("".join(traceback.format_exception(exc)))
         result = TrialResult(TrialStatus.FAILED, state["metrics"], reason)
@@ -130,7 +127,10 @@ def run_trial(cfg: TrialConfig, *, reporter: Reporter | None = None, tracker: Tr
     result.duration_s = time.perf_counter() - t0
     result.output_dir = str(out) if out else None
     if out:
-        result.save(out / "result.json")
+        try:
+            result.save(out / "result.json")
+        except OSError as exc:  # a full disk fails this trial, not the sweep
+            result.status, result.error = TrialStatus.FAILED, f"disk: cannot write {out / 'result.json'}: {one_line(exc)}"
     return result
 
 
@@ -146,7 +146,7 @@ def _release_memory() -> None:
 
 
 def _execute(cfg: TrialConfig, *, reporter: Reporter, tracker: Tracker, out: Path | None, state: dict,
-             max_trainable_params: int | None, fault: str | None) -> None:
+             max_trainable_params: int | None, fault: str | None, placement: dict[str, str]) -> None:
     import torch
     from transformers import set_seed
 
@@ -177,7 +177,8 @@ def _execute(cfg: TrialConfig, *, reporter: Reporter, tracker: Tracker, out: Pat
     plan = adapters.plan(cfg.lora, inv)  # unknown targets / bad schedules fail here, before the real model is built
     state["meta"] = {**provenance.describe(device), "config_hash": config_hash(cfg), "seed": t.seed,
                      "model_fingerprint": provenance.model_fingerprint(m, t.seed), "data_fingerprint": records.fingerprint,
-                     "num_layers": inv.num_layers, "target_modules": len(plan.modules), "memory_kind": None}
+                     "num_layers": inv.num_layers, "target_modules": len(plan.modules), "memory_kind": None,
+                     "placement": placement}
     if out:
         (out / "meta.json").write_text(json.dumps(state["meta"], indent=2, sort_keys=True))
 
@@ -225,7 +226,7 @@ def _execute(cfg: TrialConfig, *, reporter: Reporter, tracker: Tracker, out: Pat
         if max_trainable_params is not None and counts["trainable_params"] > max_trainable_params:
             raise Pruned(f"over budget: {counts['trainable_params']:.0f} trainable params > sweep.max_trainable_params={max_trainable_params}")
         _inject(model, fault)
-        collator = encode.Collator(pad_id=tok.pad_token_id, causal=d.task != "classification")
+        collator = encode.Collator(tok, causal=d.task != "classification")
         outcome = train(model, train_feats, collator, cfg=t, device=device, eval_fn=lambda: run_eval(model),
                         on_eval=on_eval, on_loss=on_loss, adalora=cfg.lora.method == "adalora")
         metrics.update({"train_steps": float(outcome.steps), "train_time_s": outcome.seconds,
@@ -247,7 +248,7 @@ def _execute(cfg: TrialConfig, *, reporter: Reporter, tracker: Tracker, out: Pat
         metrics["adapter_size_mb"] = st.stat().st_size / MIB
 
     # latency: one eval batch, unmerged vs merged
-    collate = encode.Collator(pad_id=tok.pad_token_id, causal=d.task != "classification", counting=False)
+    collate = encode.Collator(tok, causal=d.task != "classification", counting=False)
     batch = {k: v.to(device) for k, v in collate(eval_feats[: t.eval_batch_size]).items() if k != "labels"}
     model.eval()
     if cfg.quant.enabled:

@@ -26,6 +26,7 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 DEVICES = ("auto", "cpu", "cuda")
 TARGET_PRESETS = ("qv", "qk", "qkv", "qkvo", "mlp", "all_linear")
+TRIAL_GROUPS = ("model", "data", "lora", "quant", "train")  # the groups that decide a trial's result (and its hash)
 
 
 def _one_of(p: Problems, key: str, value: Any, allowed: tuple) -> None:
@@ -269,12 +270,12 @@ class TrialConfig:
         from sweep.config.typed import build
 
         parts = {}
-        for name, tp in (("model", ModelConfig), ("data", DataConfig), ("lora", LoraConfig), ("quant", QuantConfig), ("train", TrainConfig)):
+        for name, tp in zip(TRIAL_GROUPS, (ModelConfig, DataConfig, LoraConfig, QuantConfig, TrainConfig)):
             if name not in d:
                 problems.add(name, "missing config group (add it to the defaults list)")
                 continue
             parts[name] = build(tp, d[name], name, problems)
-        extra = set(d) - {"model", "data", "lora", "quant", "train"}
+        extra = set(d) - set(TRIAL_GROUPS)
         for k in sorted(extra):
             problems.add(k, "not part of a trial config")
         problems.raise_if_any()

@@ -17,13 +17,14 @@ def preflight(run: RunConfig) -> None:
     from sweep.models.loader import inventory
 
     p = Problems()
-    base = {g: run.raw[g] for g in ("model", "data", "lora", "quant", "train")}
+    base = run.trial_base
     space = run.sweep.space
     for key, spec in space.items():
         if spec.type == "group":
             for choice in spec.choices:
                 try:
-                    TrialConfig.from_dict({**base, key: compose_dict([*run.overrides, f"{key}={choice}"])[key]})
+                    composed = compose_dict([*run.overrides, f"{key}={choice}"], run.config_dirs)
+                    TrialConfig.from_dict({**base, key: composed[key]})
                 except ConfigError as exc:
                     p.add(f"sweep.space.{key}", f"option {choice!r}: {exc.problems[0]}")
             continue

@@ -1,9 +1,15 @@
-"""A long-lived worker process: imports torch/peft once, then runs trials the coordinator sends.
+"""The worker side: run one trial task (any backend), and the loop of a local worker process.
 
-Protocol over a multiprocessing Pipe (dicts):
+A task is a plain dict made by the dispatcher: the resolved trial config, its hash, the
+trial folder, the tracking spec and tags. `execute` writes the trial folder, runs the
+trial, logs it to its tracker and closes the run; a failure anywhere (a full disk
+included) is the trial's FAILED status, never a dead worker.
+
+Local protocol over a multiprocessing Pipe (dicts):
   coordinator -> worker: {"type": "run", ...task...} | {"type": "prune_reply", "prune": bool} | {"type": "stop"}
-  worker -> coordinator: {"type": "ready"} | {"type": "started", "trial_number", "run_id"}
-                         | {"type": "report", "trial_number", "step", "metrics"} | {"type": "done", "trial_number", "result"}
+  worker -> coordinator: {"type": "ready", ...placement...} | {"type": "started", "trial_number", "run_id"}
+                         | {"type": "report", "trial_number", "step", "metrics"}
+                         | {"type": "done", "trial_number", "result", "memory_mb"}
 This module imports nothing heavy at import time: the spawned child sets
 CUDA_VISIBLE_DEVICES before torch is loaded.
 """
@@ -12,20 +18,112 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import threading
 from pathlib import Path
+from typing import Callable
+
+from sweep.text import one_line
+
+PR_SET_PDEATHSIG = 1  # prctl option: the signal a process receives when its parent dies (Linux)
+WATCHDOG_S = 0.25  # the parent-death watchdog looks this often
 
 
-class PipeReporter:
-    """Sends intermediate evaluations to the coordinator and waits for its prune decision."""
+def placement(gpu: str | None, node_id: str = "") -> dict[str, str]:
+    """Where this worker runs, for tags and meta.json."""
+    return {"host": socket.gethostname(), "pid": str(os.getpid()), "gpu": gpu or "", "node_id": node_id}
 
-    def __init__(self, conn, trial_number: int):
-        self.conn = conn
-        self.trial_number = trial_number
 
-    def report(self, step: int, metrics: dict[str, float]) -> bool:
-        self.conn.send({"type": "report", "trial_number": self.trial_number, "step": step, "metrics": metrics})
-        reply = self.conn.recv()
-        return bool(reply.get("prune"))
+def memory_mb() -> float:
+    """The worker's memory after a trial, for recycling: CUDA reserved on a GPU, else resident memory."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.memory_reserved() / 2**20
+    except ImportError:
+        pass
+    from sweep.measure.memory import rss_mb
+
+    return rss_mb()
+
+
+def die_with_parent() -> None:
+    """End this process within a fraction of a second of its parent's death, quietly: the kernel's parent-death
+    signal on Linux, and a watchdog thread on the parent pid everywhere."""
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(0)
+
+    def watch() -> None:
+        while True:
+            threading.Event().wait(WATCHDOG_S)
+            if os.getppid() != parent:
+                os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
+def execute(task: dict, *, send: Callable[[dict], None], ask_prune: Callable[[int, int, dict], bool],
+            where: dict[str, str]):
+    """Run one trial task: folder, trial, tracking. Returns the TrialResult (never raises for the trial's failure)."""
+    from sweep.results import TrialResult, TrialStatus
+    from sweep.tracking import tags as T
+    from sweep.tracking.mlflow_tracker import trial_tracker
+    from sweep.trial import run_trial
+
+    n = task["trial_number"]
+    out = Path(task["output_dir"])
+    spec = task.get("tracking")
+    tags = {**task["tags"], T.HOST: where["host"], T.NODE_ID: where.get("node_id", ""), T.GPU: where.get("gpu", "")}
+    tracker = trial_tracker(spec, f"trial-{n:04d}-{task['config_hash']}", tags)
+    send({"type": "started", "trial_number": n, "run_id": tracker.run_id})
+    tracker.log_params(task["config"])
+
+    class Reporter:
+        def report(self, step: int, metrics: dict[str, float]) -> bool:
+            return ask_prune(n, step, metrics)
+
+    try:
+        result = _run(task, out, run_trial, Reporter(), tracker, where)
+    except KeyboardInterrupt:
+        tracker.set_tags({T.STATUS: "FAILED", T.FAILURE_REASON: "interrupted"})
+        tracker.finish("KILLED")
+        raise
+    except Exception as exc:  # the trial folder could not be written (full disk, permissions): a trial failure
+        result = TrialResult(TrialStatus.FAILED, {}, f"{type(exc).__name__}: {one_line(exc, 300)}")
+        result.config_hash = task["config_hash"]
+    try:
+        tracker.set_tags({T.STATUS: result.status.value, T.FAILURE_REASON: result.error or "",
+                          T.DEVICE: str(result.meta.get("device", "")), T.GIT_DIRTY: str(result.meta.get("git_dirty", ""))})
+        for name in ("config.yaml", "result.json"):
+            tracker.log_artifact(out / name)
+        if result.meta:
+            tracker.log_dict(result.meta, "environment.json")
+        if (out / "adapter").is_dir() and (spec or {}).get("log_adapter", True):
+            tracker.log_artifact(out / "adapter", "adapter")
+        tracker.finish("FAILED" if result.status is TrialStatus.FAILED else "FINISHED")
+    except Exception as exc:  # tracking trouble must not lose the result: the coordinator reconciles the run
+        result.meta["tracking_error"] = one_line(exc, 300)
+    return result
+
+
+def _run(task: dict, out: Path, run_trial, reporter, tracker, where: dict):
+    import yaml
+
+    from sweep.config.schema import TrialConfig
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(task["config"], sort_keys=False))
+    cfg = TrialConfig.from_dict(task["config"])
+    return run_trial(cfg, reporter=reporter, tracker=tracker, output_dir=out, placement=where,
+                     max_trainable_params=task.get("max_trainable_params"), fault=task.get("fault"))
 
 
 def _sigterm(_signum, _frame):
@@ -33,11 +131,34 @@ def _sigterm(_signum, _frame):
 
 
 def worker_main(conn, worker_id: int, gpu: str | None, threads: int) -> None:
+    """A local worker process: import torch/peft once, then run the trials the coordinator sends."""
+    die_with_parent()
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     signal.signal(signal.SIGTERM, _sigterm)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle
+    try:
+        where = _warm_up(threads, gpu)
+        conn.send({"type": "ready", "worker_id": worker_id, **where})
+        while True:
+            msg = conn.recv()
+            if msg.get("type") == "stop":
+                return
+            if msg.get("type") == "run":
+                result = execute(msg, send=conn.send, ask_prune=lambda n, step, m: _ask(conn, n, step, m), where=where)
+                conn.send({"type": "done", "trial_number": msg["trial_number"], "result": result.to_dict(),
+                           "memory_mb": memory_mb()})
+    except (EOFError, OSError, KeyboardInterrupt, BrokenPipeError):
+        return  # the coordinator is gone or stopped us: leave quietly
+
+
+def _ask(conn, n: int, step: int, metrics: dict) -> bool:
+    conn.send({"type": "report", "trial_number": n, "step": step, "metrics": metrics})
+    return bool(conn.recv().get("prune"))
+
+
+def _warm_up(threads: int, gpu: str | None) -> dict[str, str]:
     from sweep.quiet import quiet_libraries
 
     quiet_libraries()
@@ -49,70 +170,4 @@ def worker_main(conn, worker_id: int, gpu: str | None, threads: int) -> None:
 
     import sweep.trial  # noqa: F401
 
-    conn.send({"type": "ready", "worker_id": worker_id, "pid": os.getpid(), "threads": torch.get_num_threads()})
-    while True:
-        try:
-            msg = conn.recv()
-        except (EOFError, OSError, KeyboardInterrupt):
-            return
-        if msg.get("type") == "stop":
-            return
-        if msg.get("type") == "run":
-            try:
-                run_task(conn, msg)
-            except KeyboardInterrupt:
-                return
-
-
-def run_task(conn, task: dict) -> None:
-    import yaml
-
-    from sweep.config.schema import TrialConfig
-    from sweep.results import TrialResult, TrialStatus
-    from sweep.tracking.base import NullTracker
-    from sweep.trial import run_trial
-
-    n = task["trial_number"]
-    out = Path(task["output_dir"])
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(task["config"], sort_keys=False))
-    tracker = NullTracker()
-    ml = task.get("mlflow")
-    if ml:
-        from sweep.tracking.mlflow_tracker import MlflowTrialTracker
-
-        tracker = MlflowTrialTracker(ml["tracking_uri"], ml["experiment_id"], ml["parent_run_id"],
-                                     run_name=f"trial-{n:04d}-{task['config_hash']}", tags=ml["tags"])
-        conn.send({"type": "started", "trial_number": n, "run_id": tracker.run_id})
-        tracker.log_params(task["config"])
-    else:
-        conn.send({"type": "started", "trial_number": n, "run_id": None})
-    status_done = False
-    try:
-        cfg = TrialConfig.from_dict(task["config"])
-        result = run_trial(cfg, reporter=PipeReporter(conn, n), tracker=tracker, output_dir=out,
-                           max_trainable_params=task.get("max_trainable_params"), fault=task.get("fault"))
-    except KeyboardInterrupt:
-        if ml:
-            tracker.set_tags({"lorasweep.status": "FAILED", "lorasweep.failure_reason": "interrupted"})
-            tracker.finish("KILLED")
-        raise
-    except Exception as exc:  # config rebuilt badly: still a trial failure, never a dead worker
-        result = TrialResult(TrialStatus.FAILED, {}, f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
-        result.config_hash = task["config_hash"]
-    if ml:
-        try:
-            tracker.set_tags({"lorasweep.status": result.status.value, "lorasweep.failure_reason": result.error or "",
-                              "lorasweep.device": str(result.meta.get("device", "")),
-                              "lorasweep.git_dirty": str(result.meta.get("git_dirty", ""))})
-            tracker.log_artifact(out / "config.yaml")
-            tracker.log_artifact(out / "result.json")
-            if (out / "meta.json").exists():
-                tracker.log_dict(result.meta, "environment.json")
-            if (out / "adapter").is_dir() and ml.get("log_adapter", True):
-                tracker.log_artifact(out / "adapter", "adapter")
-            tracker.finish("FAILED" if result.status is TrialStatus.FAILED else "FINISHED")
-            status_done = True
-        except Exception as exc:  # tracking trouble must not lose the result
-            result.meta["tracking_error"] = " ".join(str(exc).split())[:300]
-    conn.send({"type": "done", "trial_number": n, "result": result.to_dict(), "tracked": status_done})
+    return {**placement(gpu), "threads": str(torch.get_num_threads())}

@@ -17,18 +17,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from sweep import metrics as mt
-from sweep.config.compose import conf_dir
-from sweep.config.errors import ConfigError, Problems
-from sweep.config.typed import from_dict
+from sweep.config.cost import CostConfig
 from sweep.metrics import Direction
-from sweep.report.load import parse_param
 from sweep.report.pareto import frontier_mask, order_best_first
 from sweep.report.stats import within_noise
 
@@ -56,69 +51,6 @@ def cost_direction(column: str) -> Direction:
             raise ValueError(f"{column} combines several metrics and has no direction of its own")
         return mt.direction(source)
     return mt.direction(column)
-
-
-@dataclass
-class CostConfig:
-    """Prices and business inputs of the report (conf/cost/*.yaml); every check names `cost.<key>`."""
-
-    hardware: str = "cpu"  # name of the device the prices are for
-    price_per_device_hour: float = 0.0  # USD per device-hour
-    devices_per_trial: int = 1  # devices one trial occupies
-    value_per_accuracy_point_per_month: float | None = None  # USD/month per +1 accuracy point over the baseline
-    monthly_benefit: float | None = None  # USD/month, fixed benefit (instead of the per-point value)
-    baseline_accuracy: float | None = None  # fraction; null = the worst completed trial
-    monthly_requests: float = 0.0  # inference requests per month
-    batch_size_inference: int | None = None  # requests per measured latency batch; null = the trial's eval batch
-    engineering_cost: float = 0.0  # USD, one-off
-    tolerance_points: float = 1.0  # accuracy points below the best a recommendation may be
-    horizon_months: float = 12.0  # months the ROI is computed over
-
-    def __post_init__(self) -> None:
-        p = Problems()
-        if not str(self.hardware).strip():
-            p.add("cost.hardware", "must name the hardware, e.g. cost.hardware='A100 80GB'")
-        for key in ("price_per_device_hour", "monthly_requests", "engineering_cost", "tolerance_points"):
-            v = getattr(self, key)
-            if not math.isfinite(v) or v < 0:
-                p.add(f"cost.{key}", f"must be a finite number >= 0, got {v}")
-        if self.devices_per_trial < 1:
-            p.add("cost.devices_per_trial", f"must be >= 1, got {self.devices_per_trial}")
-        if self.batch_size_inference is not None and self.batch_size_inference < 1:
-            p.add("cost.batch_size_inference", f"must be >= 1 or null (= the trial's eval batch), got {self.batch_size_inference}")
-        if not math.isfinite(self.horizon_months) or self.horizon_months <= 0:
-            p.add("cost.horizon_months", f"must be > 0, got {self.horizon_months}")
-        if (self.value_per_accuracy_point_per_month is None) == (self.monthly_benefit is None):
-            p.add("cost.value_per_accuracy_point_per_month",
-                  "set exactly one of cost.value_per_accuracy_point_per_month and cost.monthly_benefit; set the other to null")
-        if self.monthly_benefit is not None and not math.isfinite(self.monthly_benefit):
-            p.add("cost.monthly_benefit", f"must be a finite number, got {self.monthly_benefit}")
-        if self.value_per_accuracy_point_per_month is not None and not math.isfinite(self.value_per_accuracy_point_per_month):
-            p.add("cost.value_per_accuracy_point_per_month", f"must be a finite number, got {self.value_per_accuracy_point_per_month}")
-        if self.baseline_accuracy is not None and not 0.0 <= self.baseline_accuracy <= 1.0:
-            p.add("cost.baseline_accuracy", f"is a fraction in [0, 1] (e.g. 0.62), got {self.baseline_accuracy}")
-        p.raise_if_any()
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "CostConfig":
-        """Typed, validated CostConfig; unknown keys and wrong types are reported with the checks, one line each."""
-        return from_dict(cls, dict(d or {}), "cost")
-
-
-# what each input means, for the report's assumptions table
-INPUT_UNITS: dict[str, str] = {
-    "hardware": "device the prices are for",
-    "price_per_device_hour": "USD per device-hour",
-    "devices_per_trial": "devices per trial",
-    "value_per_accuracy_point_per_month": "USD/month per accuracy point over the baseline",
-    "monthly_benefit": "USD/month, fixed",
-    "baseline_accuracy": "fraction (null = worst completed trial)",
-    "monthly_requests": "requests/month",
-    "batch_size_inference": "requests per measured batch (null = the trial's eval batch)",
-    "engineering_cost": "USD, one-off",
-    "tolerance_points": "accuracy points",
-    "horizon_months": "months",
-}
 
 
 # ------------------------------------------------------------------ arithmetic (plain numbers in, numbers out)
@@ -331,50 +263,3 @@ def _ratio(x: float) -> str:
     if math.isinf(x):
         return "unbounded (nothing spent)" if x > 0 else "-inf"
     return f"{x:+.0%}"
-
-
-# ------------------------------------------------------------------ loading
-def default_cost_file() -> Path:
-    """conf/cost/cpu_local.yaml of the conf folder in use."""
-    return conf_dir() / "cost" / "cpu_local.yaml"
-
-
-def resolve_cost_file(path: Path | str | None) -> Path:
-    """The cost YAML for `path`: as given, else relative to the repository root, else conf/cost/<path>.yaml."""
-    if not path:
-        return default_cost_file()
-    given = Path(path)
-    tries = [given]
-    if not given.is_absolute():
-        tries += [conf_dir().parent / given, conf_dir() / "cost" / given.name,
-                  conf_dir() / "cost" / f"{given.name}.yaml"]
-    for t in tries:
-        if t.is_file():
-            return t
-    known = ", ".join(sorted(p.stem for p in (conf_dir() / "cost").glob("*.yaml")))
-    raise ConfigError([f"cost: no cost file {path} (pass --cost conf/cost/<name>.yaml or a name: {known})"])
-
-
-def load_cost_config(path: Path | str | None = None, overrides: list[str] | None = None) -> CostConfig:
-    """CostConfig from a cost YAML (default conf/cost/cpu_local.yaml) with `key=value` overrides applied."""
-    file = resolve_cost_file(path)
-    try:
-        data = yaml.safe_load(file.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"cost: {file} is not valid YAML: {' '.join(str(exc).split())[:200]}"]) from None
-    if not isinstance(data, dict):
-        raise ConfigError([f"cost: {file} must hold a mapping of cost keys, got {type(data).__name__}"])
-    problems = Problems()
-    for ov in overrides or []:
-        key, sep, raw = ov.partition("=")
-        key = key.strip().removeprefix("cost.")
-        if not sep or not key:
-            problems.add(f"cost override {ov!r}", "expected key=value, e.g. --cost-override price_per_device_hour=2.5")
-            continue
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
-            value = raw
-        data[key] = parse_param(value) if isinstance(value, str) else value  # YAML reads 1e7 as text
-    problems.raise_if_any()
-    return CostConfig.from_dict(data)

@@ -1,15 +1,12 @@
 """Assemble the report of a study and write it: report.md, a self-contained report.html, trials.csv, PNGs.
 
-The report is a list of blocks (headings, text, tables, images) built once and
-written twice: as Markdown next to the PNGs, and as one HTML file with inline CSS
-and the PNGs embedded as base64, so it can be mailed or attached as it is.
+The report is a list of blocks (blocks.py) built once here and written twice: as Markdown
+next to the PNGs, and as one HTML file.
 """
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import html
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -18,8 +15,10 @@ from pathlib import Path
 import pandas as pd
 
 from sweep import metrics as mt
+from sweep.config.cost import INPUT_UNITS, CostConfig
 from sweep.report import cost as cst
 from sweep.report import plots, stats, tables
+from sweep.report.blocks import Heading, Image, Table, Text, to_html, to_markdown
 from sweep.report.load import ReportError, Study, load_study
 from sweep.report.pareto import frontier_mask, order_best_first
 
@@ -28,30 +27,6 @@ PARETO_X = ("trainable_ratio", "merged_latency_p50_ms", "peak_memory_mb", "train
 Y = "eval_accuracy"
 COST_TABLE = ("training_cost_usd", "inference_usd_per_million", "monthly_inference_usd", "monthly_total_usd",
               "monthly_benefit_usd", "net_monthly_usd", "roi", "payback_months")
-
-
-# ------------------------------------------------------------------ blocks
-@dataclass
-class Heading:
-    text: str
-    level: int = 2
-
-
-@dataclass
-class Text:
-    text: str
-
-
-@dataclass
-class Table:
-    frame: pd.DataFrame  # raw values; formatted when written
-    empty: str = "(none)"
-
-
-@dataclass
-class Image:
-    path: Path
-    caption: str
 
 
 @dataclass
@@ -66,6 +41,8 @@ class ReportFiles:
         return [self.markdown, self.html, self.csv, *self.pngs]
 
 
+
+
 # ------------------------------------------------------------------ content
 def _check_objectives(study: Study) -> None:
     for name in study.objectives:
@@ -75,7 +52,7 @@ def _check_objectives(study: Study) -> None:
             raise ReportError(f"parent run tag lorasweep.objectives of study {study.name!r}: {exc.args[0]}") from None
 
 
-def _summary(study: Study, frame: pd.DataFrame, cost: cst.CostConfig) -> str:
+def _summary(study: Study, frame: pd.DataFrame, cost: CostConfig) -> str:
     counts = frame["status"].value_counts()
     n_reused = int(frame["reused_from"].notna().sum())
     parts = [f"{int(counts.get(s, 0))} {s.lower()}" for s in ("COMPLETE", "PRUNED", "FAILED", "RUNNING") if counts.get(s, 0)]
@@ -90,9 +67,9 @@ def _summary(study: Study, frame: pd.DataFrame, cost: cst.CostConfig) -> str:
     return text
 
 
-def _cost_inputs(cost: cst.CostConfig) -> pd.DataFrame:
+def _cost_inputs(cost: CostConfig) -> pd.DataFrame:
     rows = [{"key": f"cost.{f.name}", "value": "null" if getattr(cost, f.name) is None else str(getattr(cost, f.name)),
-             "unit": cst.INPUT_UNITS.get(f.name, "")} for f in dataclasses.fields(cost)]
+             "unit": INPUT_UNITS.get(f.name, "")} for f in dataclasses.fields(cost)]
     return pd.DataFrame(rows)
 
 
@@ -173,7 +150,7 @@ def _question_section(study: Study, frame: pd.DataFrame, folder: Path) -> tuple[
     return blocks, pngs
 
 
-def _cost_section(frame: pd.DataFrame, points: pd.DataFrame, cost: cst.CostConfig) -> list:
+def _cost_section(frame: pd.DataFrame, points: pd.DataFrame, cost: CostConfig) -> list:
     total, counted, unknown = cst.sweep_total_cost(frame, cost)
     baseline, baseline_from = cst.baseline_of(frame, cost)
     text = (f"Sweep total training cost: {cst.money(total)} over {counted} trial run{'' if counted == 1 else 's'} with a "
@@ -189,7 +166,7 @@ def _cost_section(frame: pd.DataFrame, points: pd.DataFrame, cost: cst.CostConfi
     return blocks
 
 
-def build_blocks(study: Study, cost: cst.CostConfig, folder: Path) -> tuple[list, pd.DataFrame, list[Path]]:
+def build_blocks(study: Study, cost: CostConfig, folder: Path) -> tuple[list, pd.DataFrame, list[Path]]:
     """The report's blocks, the trials frame with cost columns (for trials.csv), and the PNGs written."""
     _check_objectives(study)
     frame = cst.add_costs(study.trials, cost)
@@ -221,81 +198,13 @@ def build_blocks(study: Study, cost: cst.CostConfig, folder: Path) -> tuple[list
     return blocks, frame, pngs
 
 
-# ------------------------------------------------------------------ writers
-def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def to_markdown(blocks: list) -> str:
-    out: list[str] = []
-    for b in blocks:
-        if isinstance(b, Heading):
-            out.append(f"{'#' * b.level} {b.text}\n")
-        elif isinstance(b, Text):
-            out.append(f"{b.text}\n")
-        elif isinstance(b, Image):
-            out.append(f"![{b.caption}]({b.path.name})\n")
-        elif isinstance(b, Table):
-            if b.frame.empty:
-                out.append(f"{b.empty}\n")
-                continue
-            f = tables.formatted(b.frame)
-            lines = ["| " + " | ".join(_md_cell(c) for c in f.columns) + " |",
-                     "|" + "|".join("---" for _ in f.columns) + "|"]
-            lines += ["| " + " | ".join(_md_cell(str(v)) for v in row) + " |" for row in f.itertuples(index=False)]
-            out.append("\n".join(lines) + "\n")
-    return "\n".join(out)
-
-
-CSS = """
-body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;color:#222;line-height:1.45;padding:0 1em}
-h1{border-bottom:2px solid #444}h2{border-bottom:1px solid #ccc;margin-top:2em}
-table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:13px;display:block;overflow-x:auto}
-th,td{border:1px solid #ddd;padding:3px 7px;text-align:right;white-space:nowrap}
-th{background:#f2f2f2}tr:nth-child(even) td{background:#fafafa}
-td:first-child,th:first-child{text-align:left}
-figure{margin:1em 0}figcaption{font-size:12px;color:#666}img{max-width:100%}
-code{background:#f4f4f4;padding:1px 4px;border-radius:3px}
-"""
-
-
-def _inline(text: str) -> str:
-    """Escape, then render `code` spans."""
-    parts = html.escape(text).split("`")
-    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
-
-
-def to_html(blocks: list, title: str) -> str:
-    body: list[str] = []
-    for b in blocks:
-        if isinstance(b, Heading):
-            body.append(f"<h{b.level}>{html.escape(b.text)}</h{b.level}>")
-        elif isinstance(b, Text):
-            body.append(f"<p>{_inline(b.text)}</p>")
-        elif isinstance(b, Image):
-            data = base64.b64encode(Path(b.path).read_bytes()).decode("ascii")
-            body.append(f'<figure><img alt="{html.escape(b.caption)}" src="data:image/png;base64,{data}">'
-                        f"<figcaption>{html.escape(b.caption)}</figcaption></figure>")
-        elif isinstance(b, Table):
-            if b.frame.empty:
-                body.append(f"<p><em>{html.escape(b.empty)}</em></p>")
-                continue
-            f = tables.formatted(b.frame)
-            head = "".join(f"<th>{html.escape(c)}</th>" for c in f.columns)
-            rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
-                           for row in f.itertuples(index=False))
-            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
-    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
-            f"<style>{CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
-
-
 def _csv_value(v):
     if isinstance(v, float) and math.isinf(v):
         return "inf" if v > 0 else "-inf"
     return v
 
 
-def write_report(study: Study, cost: cst.CostConfig, out_root: Path) -> ReportFiles:
+def write_report(study: Study, cost: CostConfig, out_root: Path) -> ReportFiles:
     """Write reports/<study>/{report.md, report.html, trials.csv, *.png}."""
     folder = Path(out_root) / study.name
     folder.mkdir(parents=True, exist_ok=True)
@@ -309,6 +218,6 @@ def write_report(study: Study, cost: cst.CostConfig, out_root: Path) -> ReportFi
     return files
 
 
-def build_report(study: str, cost: cst.CostConfig, tracking_uri: str, out_root: Path) -> ReportFiles:
+def build_report(study: str, cost: CostConfig, tracking_uri: str, out_root: Path) -> ReportFiles:
     """Load `study` from MLflow and write its report."""
     return write_report(load_study(study, tracking_uri), cost, out_root)

@@ -7,8 +7,6 @@ its end token (prompt positions are labelled -100).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 PROMPT_TEMPLATE = "instruction: {instruction} input: {input} answer:"
 
 
@@ -37,36 +35,28 @@ def encode_instruction(records: list[dict], tok, max_len: int, eos_id: int) -> l
     return out
 
 
-@dataclass
 class Collator:
-    """Right-pads a list of encoded examples; counts the real tokens it has batched."""
+    """Right-pads encoded examples with transformers' own collators (labels padded with -100 for causal LMs)
+    and counts the real tokens and examples it has batched (the training throughput)."""
 
-    pad_id: int
-    causal: bool
-    tokens_seen: int = 0
-    samples_seen: int = 0
-    counting: bool = field(default=True)
+    MODEL_KEYS = ("input_ids", "labels")
+
+    def __init__(self, tok, *, causal: bool, counting: bool = True):
+        from transformers import DataCollatorForSeq2Seq, DataCollatorWithPadding
+
+        tok.padding_side = "right"  # generation builds its own left-padded prompts (left_padded_prompts)
+        self.inner = (DataCollatorForSeq2Seq(tok, label_pad_token_id=-100, return_tensors="pt") if causal
+                      else DataCollatorWithPadding(tok, return_tensors="pt"))
+        self.counting = counting
+        self.tokens_seen = 0
+        self.samples_seen = 0
 
     def __call__(self, feats: list[dict]):
-        import torch
-
-        width = max(len(f["input_ids"]) for f in feats)
-        ids = torch.full((len(feats), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(feats), width), dtype=torch.long)
-        for i, f in enumerate(feats):
-            n = len(f["input_ids"])
-            ids[i, :n] = torch.tensor(f["input_ids"])
-            mask[i, :n] = 1
-        if self.causal:
-            labels = torch.full((len(feats), width), -100, dtype=torch.long)
-            for i, f in enumerate(feats):
-                labels[i, : len(f["labels"])] = torch.tensor(f["labels"])
-        else:
-            labels = torch.tensor([f["labels"] for f in feats], dtype=torch.long)
+        batch = dict(self.inner([{k: f[k] for k in self.MODEL_KEYS} for f in feats]))
         if self.counting:
-            self.tokens_seen += int(mask.sum())
+            self.tokens_seen += int(batch["attention_mask"].sum())
             self.samples_seen += len(feats)
-        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+        return batch
 
 
 def left_padded_prompts(feats: list[dict], pad_id: int, device: str):

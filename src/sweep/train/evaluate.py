@@ -20,7 +20,7 @@ def evaluate(model, eval_feats: list[dict], *, task: str, tok, answers: list[str
 
     was_training = model.training
     model.eval()
-    collate = Collator(pad_id=tok.pad_token_id, causal=task != "classification", counting=False)
+    collate = Collator(tok, causal=task != "classification", counting=False)
     loss_sum, loss_n, correct = 0.0, 0, 0
     with torch.no_grad():
         for chunk in _batches(eval_feats, batch_size):
