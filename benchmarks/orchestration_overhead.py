@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-os.environ.setdefault("LORASWEEP_CONF", str(ROOT / "conf"))
 
 
 def main() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from pathlib import Path
 
 import pandas as pd
@@ -10,6 +12,7 @@ from sweep.config.compose import compose
 from sweep.orchestration.coordinator import Coordinator
 
 
+@pytest.mark.slow
 def test_sweep_report_reproduce(in_tmp, capsys):
     run = compose(["+experiment=smoke", "sweep.n_trials=4", "sweep.progress=plain"])
     summary = Coordinator(run).run()
@@ -43,6 +46,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_mlflow_ui_serves_the_embedded_store(in_tmp):
     """`make ui` is the real MLflow server on the embedded sqlite store, bound to 127.0.0.1."""
     import json

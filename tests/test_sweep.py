@@ -54,6 +54,7 @@ def test_three_workers_exact_trials_one_mlflow_run_each(in_tmp):
         assert (folder / "result.json").exists() and (folder / "config.yaml").exists()
 
 
+@pytest.mark.slow
 def test_injected_oom_and_nan_fail_only_their_trials(in_tmp, monkeypatch):
     monkeypatch.setenv("LORASWEEP_FAULTS", "1:oom,2:nan")
     run = compose([*SMOKE, "sweep.n_trials=4", "sweep.sampler=random", "sweep.reuse_completed=false", "sweep.progress=plain"])
@@ -68,6 +69,7 @@ def test_injected_oom_and_nan_fail_only_their_trials(in_tmp, monkeypatch):
     assert by_num[1].info.status == "FAILED" and by_num[1].data.tags["lorasweep.failure_reason"].startswith("OOM")
 
 
+@pytest.mark.slow
 def test_sigkilled_worker_fails_its_trial_and_is_retried(in_tmp, monkeypatch):
     monkeypatch.setenv("LORASWEEP_FAULTS", "1:kill")
     run = compose([*SMOKE, "sweep.n_trials=3", "sweep.retry_failed=1", "sweep.progress=plain"])
@@ -84,6 +86,7 @@ def test_sigkilled_worker_fails_its_trial_and_is_retried(in_tmp, monkeypatch):
     assert len(killed) == 1 and killed[0].info.status == "FAILED"  # not left RUNNING
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig, reason", [(signal.SIGKILL, "sweep process died"), (signal.SIGINT, "interrupted (Ctrl-C)")])
 def test_killed_or_interrupted_sweep_resumes_and_completes(in_tmp, sig, reason):
     env = {**os.environ, "LORASWEEP_FAULTS": "", "PYTHONUNBUFFERED": "1"}

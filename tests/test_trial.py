@@ -83,6 +83,7 @@ def _peak_in_fresh_process(*overrides: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_qlora_nf4_trains_and_uses_less_memory():
     # big enough that the block weights dominate the resident-memory delta (~150 MB fp32 vs ~19 MB nf4)
     size = ["model=tiny_llama", "model.hidden_size=768", "model.intermediate_size=3072", "model.num_layers=4",
