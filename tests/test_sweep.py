@@ -87,7 +87,8 @@ def test_sigkilled_worker_fails_its_trial_and_is_retried(in_tmp, monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig, reason", [(signal.SIGKILL, "sweep process died"), (signal.SIGINT, "interrupted (Ctrl-C)")])
+@pytest.mark.parametrize("sig, reason", [(signal.SIGKILL, "sweep process died"), (signal.SIGINT, "interrupted (Ctrl-C)"),
+                                         (signal.SIGTERM, "terminated (SIGTERM)")])
 def test_killed_or_interrupted_sweep_resumes_and_completes(in_tmp, sig, reason):
     env = {**os.environ, "LORASWEEP_FAULTS": "", "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "sweep", *SMOKE, "sweep.workers=1", "train.max_steps=40", "sweep.progress=plain"]
@@ -102,7 +103,10 @@ def test_killed_or_interrupted_sweep_resumes_and_completes(in_tmp, sig, reason):
                 done = [t for t in st.get_trials() if t.state == optuna.trial.TrialState.COMPLETE]
                 running = [t for t in st.get_trials() if t.state == optuna.trial.TrialState.RUNNING]
                 if done and running:
-                    os.killpg(proc.pid, sig)  # SIGKILL: the machine dies; SIGINT: Ctrl-C in the terminal
+                    if sig == signal.SIGTERM:
+                        os.kill(proc.pid, sig)  # `kill PID`, or a scheduler ending the job
+                    else:
+                        os.killpg(proc.pid, sig)  # SIGKILL: the machine dies; SIGINT: Ctrl-C in the terminal
                     killed = True
                     break
             except Exception:
@@ -110,8 +114,10 @@ def test_killed_or_interrupted_sweep_resumes_and_completes(in_tmp, sig, reason):
         time.sleep(0.3)
     code = proc.wait(60)
     assert killed, proc.stdout.read()
-    if sig == signal.SIGINT:
-        assert code == 130, proc.stdout.read()  # a clean stop, not a traceback
+    if sig in (signal.SIGINT, signal.SIGTERM):
+        out = proc.stdout.read()
+        assert code == (130 if sig == signal.SIGINT else 143), out  # a clean stop, not a traceback
+        assert "Traceback" not in out, out
     finished_before = {t.number for t in _study("smoke").get_trials() if t.state == optuna.trial.TrialState.COMPLETE}
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)  # the same command resumes
     assert out.returncode == 0, out.stdout + out.stderr

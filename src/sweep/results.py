@@ -25,6 +25,7 @@ class TrialResult:
     meta: dict = field(default_factory=dict)  # provenance: versions, git, device, fingerprints
     duration_s: float = 0.0  # wall time of the whole trial (load, train, measure)
     output_dir: str | None = None
+    reused_from: int | None = None  # the trial whose result this is a copy of (nothing was trained)
 
     def to_dict(self) -> dict:
         d = asdict(self)

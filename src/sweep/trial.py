@@ -48,6 +48,12 @@ def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)) or "out of memory" in str(exc).lower()
 
 
+def _is_disk_full(exc: BaseException) -> bool:
+    import errno
+
+    return (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "No space left on device" in str(exc)
+
+
 def _count_params(model) -> dict[str, float]:
     trainable = total = adapter = 0
     for name, p in model.named_parameters():
@@ -64,7 +70,7 @@ def _count_params(model) -> dict[str, float]:
 
 def _inject(model, fault: str | None) -> None:
     """Test hook for fault handling: the first training forward raises a CUDA OOM, yields NaN, or SIGKILLs the process."""
-    if not fault:
+    if fault not in ("oom", "nan", "kill"):
         return
     import torch
 
@@ -112,6 +118,8 @@ def run_trial(cfg: TrialConfig, *, reporter: Reporter | None = None, tracker: Tr
             reason = "config: " + "; ".join(exc.problems)
         elif _is_oom(exc):
             reason = f"OOM: {one_line(exc)}"
+        elif _is_disk_full(exc):
+            reason = f"disk full: {one_line(exc)}"
         elif type(exc).__name__ == "NonFiniteLoss":
             reason = f"NaN loss: {one_line(exc)}"
         else:
@@ -243,6 +251,10 @@ def _execute(cfg: TrialConfig, *, reporter: Reporter, tracker: Tracker, out: Pat
     metrics.update({"peak_memory_mb": reading.peak_mb, "peak_reserved_mb": reading.peak_reserved_mb})
 
     if out and t.save_adapter:
+        if fault == "disk_full":  # test hook: the disk fills up while the adapter is written
+            import errno
+
+            raise OSError(errno.ENOSPC, "No space left on device (injected fault)", str(out / "adapter"))
         model.save_pretrained(str(out / "adapter"))
         st = out / "adapter" / "adapter_model.safetensors"
         metrics["adapter_size_mb"] = st.stat().st_size / MIB

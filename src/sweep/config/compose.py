@@ -111,10 +111,29 @@ def _compose_uncached(overrides: list[str], config_dirs: list[str], cdir: Path) 
     except Exception as exc:  # Hydra/OmegaConf: malformed override, unknown option, bad interpolation
         bad = _which_override(overrides, exc)
         key = f"override {bad!r}" if bad else "config"
-        raise ConfigError([f"{key}: {_first_line(exc)} (check the spelling; `python -m sweep --help` lists the groups)"]) from None
+        text = _unknown_key(exc, bad, overrides, config_dirs, cdir) or (
+            f"{_first_line(exc)} (check the spelling; `python -m sweep --help` lists the groups)")
+        raise ConfigError([f"{key}: {text}"]) from None
     finally:
         GlobalHydra.instance().clear()
     return resolved
+
+
+def _unknown_key(exc: Exception, bad: str | None, overrides: list[str], config_dirs: list[str], cdir: Path) -> str | None:
+    """For an override of a key the config does not have: the known keys beside it."""
+    m = re.search(r"Could not override '([^']+)'", str(exc))
+    if not (m and bad and "not in struct" in str(exc.__cause__)):
+        return None
+    key = m.group(1)
+    parent = key.rpartition(".")[0]
+    try:
+        node = get_path(_compose_cached(tuple(o for o in overrides if o != bad), tuple(config_dirs), str(cdir)), parent) \
+            if parent else None
+    except ConfigError:
+        return None
+    if not isinstance(node, dict):
+        return None
+    return f"unknown key {key!r} (known keys of {parent}: {', '.join(sorted(node))}; to add a new key use +{bad})"
 
 
 def _first_line(exc: Exception) -> str:

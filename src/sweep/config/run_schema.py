@@ -83,6 +83,7 @@ class SweepConfig:
     trial_timeout_s: float | None = None  # wall-clock limit of one trial; null = none
     retry_failed: int = 0  # times a trial whose worker died is retried with the same params
     reuse_completed: bool = True  # a config hash that already completed is not retrained
+    storage_timeout_s: float = 60.0  # sqlite storage: seconds to wait for another process's lock before failing
     heartbeat_interval_s: int = 10  # Optuna heartbeat of running trials
     grace_period_s: int = 60  # a running trial without heartbeat for this long is failed
     max_trainable_params: int | None = None  # budget: trials above it are pruned before training
@@ -110,6 +111,8 @@ class SweepConfig:
         _at_least(p, "sweep.recycle_after", self.recycle_after, 1)
         _at_least(p, "sweep.retry_failed", self.retry_failed, 0)
         _at_least(p, "sweep.heartbeat_interval_s", self.heartbeat_interval_s, 1)
+        if self.storage_timeout_s <= 0:
+            p.add("sweep.storage_timeout_s", f"must be > 0, got {self.storage_timeout_s}")
         if self.grace_period_s <= self.heartbeat_interval_s:
             p.add("sweep.grace_period_s", f"must exceed sweep.heartbeat_interval_s ({self.heartbeat_interval_s})")
         if self.trial_timeout_s is not None and self.trial_timeout_s <= 0:

@@ -3,12 +3,14 @@
 Every trial of a run composes from the files as they were when the run started: editing
 conf/ (or the user's --config-dir) mid-sweep cannot change later trials. One copy per
 coordinator, so several coordinators on one host do not trip over each other; removed
-when the run ends.
+when the run ends. It lives in the temp folder, not beside the study: a full output disk
+must fail trials, not the sweep's start.
 """
 
 from __future__ import annotations
 
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,10 +27,9 @@ class ConfSnapshot:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def take(dst: Path, config_dirs: list[str]) -> ConfSnapshot:
-    """Copy the shipped config folder and the user's folders under `dst` (replacing an older copy)."""
-    if dst.exists():
-        shutil.rmtree(dst)
+def take(config_dirs: list[str]) -> ConfSnapshot:
+    """Copy the shipped config folder and the user's folders into a fresh temporary folder."""
+    dst = Path(tempfile.mkdtemp(prefix="lorasweep-conf-"))
     conf = dst / "conf"
     shutil.copytree(conf_dir(), conf, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
     users = []

@@ -71,9 +71,9 @@ class Coordinator:
         self.tracking.open()
         self.recovery = Recovery(self.study, self.tracking, retry_failed=self.cfg.retry_failed,
                                  objectives=self.cfg.objectives, out_dir=self.out_dir, log=self.progress.message)
-        self.recovery.settle_orphans()
+        self.recovery.settle_orphans(self.cfg.grace_period_s)
         self.recovery.reconcile()
-        self.snapshot = snapshot.take(self.out_dir / f"conf-{self.owner.replace(':', '-')}", self.rc.config_dirs)
+        self.snapshot = snapshot.take(self.rc.config_dirs)
         self.dispatch = Dispatcher(self.rc, self.study, self.tracking, self.snapshot, owner=self.owner,
                                    out_dir=self.out_dir, progress=self.progress)
 
@@ -129,6 +129,9 @@ class Coordinator:
             for pending in list(self.inflight.values()):
                 self._lost(pending, f"{what}; rerun the same command to resume")
             self.inflight.clear()
+            if hasattr(self, "dispatch"):
+                for number in self.dispatch.held():
+                    self.recovery.trial_lost(number, f"{what} before it ran")
         finally:
             self._close()
             signal.signal(signal.SIGTERM, previous)
@@ -141,9 +144,11 @@ class Coordinator:
             if self.dispatch.failures >= max_failures and not stopping:
                 self.progress.message(f"stopping: {self.dispatch.failures} failed trials in this session (see the reasons above)")
                 stopping = True
+            self.dispatch.settle_waiting()
             if not stopping:
                 for wid in self.pool.idle():
-                    while wid not in self.inflight and self.dispatch.failures < max_failures and self.dispatch.want_more():
+                    while wid not in self.inflight and self.dispatch.failures < max_failures and (
+                            self.dispatch.ready or self.dispatch.want_more()):
                         pending = self.dispatch.next()
                         if pending is not None:
                             self.inflight[wid] = pending
@@ -151,11 +156,16 @@ class Coordinator:
                             self.progress.event(pending.number, "started", f"{self.pool.describe(wid)} hash {pending.task['config_hash']}")
             counts = self.study.counts()
             self.progress.update(counts, len(self.inflight))
-            if not self.inflight and (stopping or counts["finished"] >= self.cfg.n_trials):
+            if not self.inflight and not self.dispatch.held() and (stopping or counts["finished"] >= self.cfg.n_trials):
+                return
+            if stopping and not self.inflight:  # held trials will not run in this session
+                for number in self.dispatch.held():
+                    self.recovery.trial_lost(number, "the sweep stopped before it could run")
+                self.dispatch.waiting, self.dispatch.ready = [], []
                 return
             if time.time() - last_beat >= self.cfg.heartbeat_interval_s / 2:
-                self.study.heartbeat([p.number for p in self.inflight.values()])
-                self.study.fail_stale()
+                self.study.heartbeat([p.number for p in self.inflight.values()] + self.dispatch.held())
+                self.recovery.settle_orphans(self.cfg.grace_period_s)
                 last_beat = time.time()
             for ev in self.pool.events(timeout=1.0):
                 self._handle(ev)

@@ -67,6 +67,8 @@ class Dispatcher:
         self.failures = 0  # trials failed in this session (a runaway failure loop stops the sweep)
         self.compute_s = 0.0  # summed duration of the trials this session trained
         self.trials_run = 0
+        self.waiting: list[tuple] = []  # (trial, config dict, hash, twin number): same config training elsewhere
+        self.ready: list[Pending] = []  # trials whose twin did not complete: to train on the next idle worker
 
     def want_more(self) -> bool:
         """Another trial is needed: finished + running (on every machine) is short of n_trials."""
@@ -74,11 +76,14 @@ class Dispatcher:
         return c["finished"] + c["RUNNING"] < self.cfg.n_trials
 
     def next(self) -> Pending | None:
-        """Ask for a trial; a Pending to hand to a worker, or None when it was settled here."""
+        """The next trial for an idle worker: one whose twin has since failed, else a new one asked from Optuna.
+        None when the trial was settled here (reused, invalid config) or waits for a twin running elsewhere."""
+        if self.ready:
+            return self.ready.pop(0)
         trial = self.study.study.ask()
         n = trial.number
-        self.study.heartbeat([n])
         self.study.set_attrs(n, {OWNER_ATTR: self.owner})
+        self.study.heartbeat([n])
         try:
             params = sp.suggest(trial, self.cfg.space, self.base)
             tdict = trial_dict(self.rc.overrides, params, self.group_params, conf=self.snapshot.conf,
@@ -90,10 +95,20 @@ class Dispatcher:
         h = config_hash(cfg)
         self.study.set_attrs(n, {"config_hash": h, "sampled_params": {k: (v if not isinstance(v, (list, dict)) else str(v))
                                                                       for k, v in params.items()}})
-        prior = self._completed(h) if self.cfg.reuse_completed else None
-        if prior is not None:
-            self._reuse(trial, prior, h, tdict)
-            return None
+        if self.cfg.reuse_completed:
+            prior = self._completed(h)
+            if prior is not None:
+                self._reuse(trial, prior, h, tdict)
+                return None
+            twin = self._running_twin(h, n)
+            if twin is not None:  # the same config is training right now: wait for its result instead of training it twice
+                self.waiting.append((trial, tdict, h, twin))
+                self.progress.event(n, "waiting", f"config {h} is being trained as trial {twin}")
+                return None
+        return self._pending(trial, tdict, h)
+
+    def _pending(self, trial, tdict: dict, h: str) -> Pending:
+        n = trial.number
         tags = {T.STUDY: self.study.name, T.TRIAL_NUMBER: str(n), T.CONFIG_HASH: h, T.SEED: str(tdict["train"]["seed"]),
                 T.STATUS: "RUNNING", T.EXPERIMENT: self.rc.name}
         task = {"type": "run", "trial_number": n, "config": tdict, "config_hash": h,
@@ -109,6 +124,33 @@ class Dispatcher:
                 return t
         return None
 
+    def _running_twin(self, h: str, number: int) -> int | None:
+        """Another RUNNING trial (any machine's) training config hash `h`, not itself waiting for one."""
+        waiting = {t.number for t, *_ in self.waiting}
+        for t in self.study.trials("RUNNING"):
+            if t.number != number and t.number not in waiting and t.user_attrs.get("config_hash") == h:
+                return t.number
+        return None
+
+    def settle_waiting(self) -> None:
+        """Trials waiting for a twin: reuse its result once it completed; train them once it did not."""
+        still = []
+        for trial, tdict, h, twin in self.waiting:
+            state = self.study.trial(twin).state.name
+            if state == "RUNNING":
+                still.append((trial, tdict, h, twin))
+                continue
+            prior = self._completed(h)
+            if prior is not None:
+                self._reuse(trial, prior, h, tdict)
+            else:
+                self.ready.append(self._pending(trial, tdict, h))
+        self.waiting = still
+
+    def held(self) -> list[int]:
+        """Numbers of trials asked here that no worker runs yet (waiting for a twin, or ready)."""
+        return [t.number for t, *_ in self.waiting] + [p.number for p in self.ready]
+
     def _reuse(self, trial, prior, h: str, tdict: dict) -> None:
         """A config hash that already completed: copy its result instead of retraining."""
         from sweep.provenance import git_state
@@ -118,10 +160,29 @@ class Dispatcher:
                 T.SEED: str(tdict["train"]["seed"]), T.STATUS: "COMPLETE", T.REUSED_FROM: str(prior.number),
                 T.DEVICE: str(prior.user_attrs.get("device", "")), T.GIT_SHA: str(git_state()["git_sha"])}
         run_id = self.tracking.record_reuse(tags, tdict, metrics)
+        self._reuse_folder(trial.number, prior, h, tdict)
         self.study.set_attrs(trial.number, {"metrics": metrics, "reused_from": prior.number,
                                             **({"mlflow_run_id": run_id} if run_id else {})})
         self.study.study.tell(trial, prior.values)
         self.progress.event(trial.number, "reused", f"config {h} already completed as trial {prior.number}")
+
+    def _reuse_folder(self, number: int, prior, h: str, tdict: dict) -> None:
+        """The reused trial's folder: its config, the prior result marked `reused_from`, a link to the prior adapter."""
+        import json
+
+        import yaml
+
+        src, dst = trial_folder(self.out_dir, prior.number, h), trial_folder(self.out_dir, number, h)
+        try:
+            dst.mkdir(parents=True, exist_ok=True)
+            (dst / "config.yaml").write_text(yaml.safe_dump(tdict, sort_keys=False))
+            result = json.loads((src / "result.json").read_text()) if (src / "result.json").is_file() else {}
+            result.update({"reused_from": prior.number, "output_dir": str(dst)})
+            (dst / "result.json").write_text(json.dumps(result, indent=2, sort_keys=True))
+            if (src / "adapter").is_dir() and not (dst / "adapter").exists():
+                (dst / "adapter").symlink_to(Path("..") / src.name / "adapter", target_is_directory=True)
+        except OSError as exc:  # the copy is a convenience: the result itself is in Optuna and MLflow
+            self.progress.message(f"trial {number}: could not write its folder {dst}: {exc}")
 
     def fail_untrained(self, trial, reason: str) -> None:
         import optuna

@@ -10,6 +10,7 @@ MLflow child run the terminal status of its Optuna trial.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import socket
@@ -75,17 +76,23 @@ class Recovery:
         self.settled_failed(frozen, "heartbeat lost: its worker or machine died")
 
     # ---------------------------------------------------------------- at start
-    def settle_orphans(self) -> int:
-        """Settle trials left RUNNING by a dead coordinator on this host, then stale ones anywhere.
-        Returns how many were settled here."""
+    def settle_orphans(self, grace_s: float) -> int:
+        """Settle trials left RUNNING by a dead coordinator on this host, trials whose coordinator died before it
+        could even claim them (no owner after `grace_s`), then stale ones anywhere. Returns how many were settled
+        here."""
         host = socket.gethostname()
+        now = datetime.datetime.now()
         n = 0
         for t in self.study.trials("RUNNING"):
-            o_host, _, o_pid = str(t.user_attrs.get(OWNER_ATTR, "")).partition(":")
+            owner = str(t.user_attrs.get(OWNER_ATTR, ""))
+            o_host, _, o_pid = owner.partition(":")
             if o_host == host and o_pid.isdigit() and not pid_alive(int(o_pid)):
                 n += 1
                 if not self._salvage(t):
                     self.trial_lost(t.number, "its sweep process died (killed) before the trial finished")
+            elif not owner and t.datetime_start and (now - t.datetime_start).total_seconds() > grace_s:
+                n += 1
+                self.trial_lost(t.number, "its sweep process died while starting it")
         self.study.fail_stale()
         return n
 

@@ -34,13 +34,14 @@ def _check_url(url: str) -> None:
                            "postgresql://user:pass@host/db or mysql://...; null = sqlite under sweeps/<study>/)"])
 
 
-def make_storage(url: str, *, heartbeat_interval: int, grace_period: int, failed_trial_callback: Callable | None = None):
+def make_storage(url: str, *, heartbeat_interval: int, grace_period: int, failed_trial_callback: Callable | None = None,
+                 timeout_s: float = 60.0):
     import optuna
 
     _check_url(url)
     if url.startswith("sqlite:///"):
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    engine_kwargs = {"connect_args": {"timeout": timeout_s}} if url.startswith("sqlite") else {"pool_pre_ping": True}
     try:  # another machine may be creating the schema right now
         return retry_while(lambda: optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs,
                                                               heartbeat_interval=heartbeat_interval, grace_period=grace_period,
@@ -121,7 +122,8 @@ class SweepStudy:
         self.name = study_name
         self.url = url
         self.storage = make_storage(url, heartbeat_interval=sweep_cfg.heartbeat_interval_s,
-                                    grace_period=sweep_cfg.grace_period_s, failed_trial_callback=on_stale)
+                                    grace_period=sweep_cfg.grace_period_s, failed_trial_callback=on_stale,
+                                    timeout_s=sweep_cfg.storage_timeout_s)
         self.study = open_study(sweep_cfg, study_name, self.storage)
         self.study_id = self.storage.get_study_id_from_name(study_name)
         self._ids: dict[int, int] = {}
@@ -167,3 +169,28 @@ class SweepStudy:
         import optuna
 
         optuna.storages.fail_stale_trials(self.study)
+
+
+def check_storage(url: str, timeout_s: float = 60.0) -> None:
+    """Before anything is written: the storage URL is an RDB URL, an existing sqlite file is a readable database
+    (not locked past the timeout, not corrupt), a new one can be created, a server answers. One-line ConfigError."""
+    _check_url(url)
+    path = Path(url[len("sqlite:///"):]) if url.startswith("sqlite:///") else None
+    if path is not None:
+        from sweep.tracking.mlflow_tracker import check_sqlite_file
+
+        problem = check_sqlite_file(path, timeout_s)
+        if problem:
+            raise ConfigError([f"sweep.storage: {problem} (locked: wait for the process holding it or raise "
+                               "sweep.storage_timeout_s; corrupt: move the file away to start a new study)"])
+        return
+    try:
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(url, pool_pre_ping=True)
+        with engine.connect():
+            pass
+        engine.dispose()
+    except Exception as exc:  # unreachable server, bad credentials, missing driver
+        raise ConfigError([f"sweep.storage: cannot reach {url!r}: {one_line(exc, 200)} (start the database server, fix the "
+                           "URL, or install its driver: pip install -e '.[postgres]')"]) from None

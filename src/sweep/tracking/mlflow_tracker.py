@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -45,6 +46,66 @@ def sqlite_path(uri: str) -> Path | None:
     """The database file of a `sqlite:///` URI (None for other stores)."""
     uri = absolute_uri(uri)
     return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
+def check_sqlite_file(path: Path, timeout_s: float = 5.0) -> str | None:
+    """Why a sqlite database file cannot be used (None if it can), without writing: an existing file must be a
+    readable, unlocked sqlite database; a missing one needs a writable folder to be created in."""
+    import sqlite3
+
+    if path.exists():
+        try:
+            con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout_s)
+            try:
+                con.execute("select count(*) from sqlite_master").fetchone()
+            finally:
+                con.close()
+        except sqlite3.Error as exc:
+            return f"{path} is not a usable sqlite database ({one_line(exc, 120)})"
+        return None
+    return None if writable(path.parent) else f"cannot create {path}: its folder cannot be created or written"
+
+
+def writable(folder: Path) -> bool:
+    """Whether files can be created in `folder` (or in the folders that would be made for it), probed with a
+    temporary file in the nearest existing one, removed at once (access() is no answer for root)."""
+    import tempfile
+
+    folder = Path(folder).resolve()
+    while not folder.exists():
+        folder = folder.parent
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".lorasweep-probe-")
+    except OSError:
+        return False
+    os.close(fd)
+    os.unlink(probe)
+    return True
+
+
+def check_store(tracking_uri: str, artifact_location: str) -> None:
+    """Before anything is written: the MLflow store can be used (one-line ConfigError naming the key and the fix)."""
+    uri = absolute_uri(tracking_uri)
+    path = sqlite_path(uri)
+    fix = "(fix tracking.tracking_uri, move a corrupt store away, or run without MLflow: tracking=none)"
+    if path is not None:
+        problem = check_sqlite_file(path)
+        if problem:
+            raise ConfigError([f"tracking.tracking_uri: {problem} {fix}"])
+    elif uri.startswith(("http://", "https://")):
+        import urllib.request
+
+        try:
+            urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=10).read()
+        except OSError as exc:
+            raise ConfigError([f"tracking.tracking_uri: no MLflow server answers at {uri} ({one_line(exc, 120)}) {fix}"]) from None
+    elif "://" not in uri or uri.startswith("file:"):
+        folder = Path(uri[len("file://"):] if uri.startswith("file://") else uri.removeprefix("file:"))
+        if not writable(folder):
+            raise ConfigError([f"tracking.tracking_uri: {folder} cannot be written {fix}"])
+    if "://" not in artifact_location and not writable(Path(artifact_location)):
+        raise ConfigError([f"tracking.artifact_location: {artifact_location} cannot be written (set "
+                           "tracking.artifact_location to a writable folder)"])
 
 
 def client(tracking_uri: str):
@@ -132,6 +193,16 @@ def log_params(c, run_id: str, params: dict[str, Any]) -> None:
     items = [Param(k, str(v)[:6000]) for k, v in sorted(params.items())]
     for i in range(0, len(items), BATCH):
         _retry(c.log_batch, run_id, params=items[i : i + BATCH])
+
+
+def log_metrics(tracking_uri: str, run_id: str, metrics: dict[str, float]) -> None:
+    """Final values (step 0) written into an existing run, e.g. one recovered after its worker died."""
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    items = [Metric(k, float(v), now, 0) for k, v in metrics.items() if v is not None and math.isfinite(float(v))]
+    for i in range(0, len(items), BATCH):
+        _retry(client(tracking_uri).log_batch, run_id, metrics=items[i : i + BATCH])
 
 
 def finish_run(tracking_uri: str, run_id: str, status: str, tags: dict[str, str] | None = None) -> None:

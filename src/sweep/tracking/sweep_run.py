@@ -114,6 +114,10 @@ class SweepTracking:
             if run.info.status == status and run.data.tags.get(T.STATUS) == tag:
                 continue
             reason = str(trial.user_attrs.get("failure_reason", "")) if tag == "FAILED" else ""
+            if tag == "COMPLETE":  # recovered from its folder after its worker died: its final metrics may be missing
+                missing = {k: v for k, v in (trial.user_attrs.get("metrics") or {}).items()
+                           if v is not None and k not in run.data.metrics}
+                mt.log_metrics(self.uri, run.info.run_id, missing)
             mt.finish_run(self.uri, run.info.run_id, status, {T.STATUS: tag, T.FAILURE_REASON: reason})
             fixed += 1
         return fixed
