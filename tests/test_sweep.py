@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -143,7 +144,13 @@ def test_completed_hash_is_reused_not_retrained(in_tmp):
     assert len({t.user_attrs["config_hash"] for t in trials}) == 1
     reused = [t for t in trials if "reused_from" in t.user_attrs]
     assert len(reused) == 2 and {t.user_attrs["reused_from"] for t in reused} == {0}
-    assert len(list(Path("sweeps/smoke/trials").iterdir())) == 1  # trained once
+    results = {f.name: json.loads((f / "result.json").read_text()) for f in Path("sweeps/smoke/trials").iterdir()}
+    trained = [name for name, r in results.items() if r.get("reused_from") is None]
+    assert trained == [f"0000-{trials[0].user_attrs['config_hash']}"]  # trained once
+    for number in (1, 2):  # the reused trials' folders: the prior result marked as such, and its adapter
+        folder = Path("sweeps/smoke/trials") / f"{number:04d}-{trials[0].user_attrs['config_hash']}"
+        assert results[folder.name]["reused_from"] == 0
+        assert (folder / "adapter" / "adapter_model.safetensors").is_file()
     assert all(t.values == trials[0].values for t in trials)
     children, _ = _mlflow_children("smoke")
     assert len(children) == 3
