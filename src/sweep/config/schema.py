@@ -224,12 +224,15 @@ class TrainConfig:
     max_grad_norm: float = 1.0  # gradient clipping
     precision: str = "fp32"  # fp32 | bf16 | fp16 (fp16 needs a GPU)
     gradient_checkpointing: bool = False  # trade compute for activation memory
-    eval_every: int = 50  # steps between intermediate evaluations (pruning); 0 = only at the end
+    eval_every: int = 0  # steps between intermediate evaluations (for a pruner or curves); 0 = only at the end
+    eval_subset: int | None = 256  # eval examples of the intermediate evaluations (a fixed subset; null = all)
     log_every: int = 10  # steps between training-loss log points
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # torch CPU threads (0 = leave as is)
     latency_warmup: int = 3  # batches run before timing
-    latency_iters: int = 20  # timed batches per latency measurement
+    latency_min_iters: int = 6  # timed calls before the median's interval is checked (>= 6 for an interval)
+    latency_max_iters: int = 30  # timed calls at most per latency measurement
+    latency_rel_ci: float = 0.03  # stop timing once the median's 95% interval half-width is within this share of it
     save_adapter: bool = True  # write the adapter safetensors
 
     def __post_init__(self) -> None:
@@ -241,8 +244,12 @@ class TrainConfig:
             p.add("train.epochs", f"must be > 0, got {self.epochs}")
         if self.lr <= 0:
             p.add("train.lr", f"must be > 0, got {self.lr}")
-        for k in ("batch_size", "grad_accum", "eval_batch_size", "log_every", "latency_iters"):
+        for k in ("batch_size", "grad_accum", "eval_batch_size", "log_every", "latency_min_iters", "eval_subset"):
             _at_least(p, f"train.{k}", getattr(self, k), 1)
+        _at_least(p, "train.latency_max_iters", self.latency_max_iters, self.latency_min_iters,
+                  "set train.latency_max_iters >= train.latency_min_iters")
+        if not 0 < self.latency_rel_ci < 1:
+            p.add("train.latency_rel_ci", f"must be in (0, 1), got {self.latency_rel_ci}")
         for k in ("eval_every", "latency_warmup", "threads"):
             _at_least(p, f"train.{k}", getattr(self, k), 0)
         if not 0 <= self.warmup_ratio < 1:

@@ -72,7 +72,38 @@ def die_with_parent() -> None:
 
 def execute(task: dict, *, send: Callable[[dict], None], ask_prune: Callable[[int, int, dict], bool],
             where: dict[str, str]):
-    """Run one trial task: folder, trial, tracking. Returns the TrialResult (never raises for the trial's failure)."""
+    """Run one task (a trial, or the study's baseline). Returns its TrialResult (never raises for its failure)."""
+    if task["type"] == "baseline":
+        return _baseline(task, where)
+    return _trial(task, send=send, ask_prune=ask_prune, where=where)
+
+
+def _baseline(task: dict, where: dict[str, str]):
+    """The base model without an adapter, logged as the study's baseline run."""
+    from sweep.baseline import run_baseline
+    from sweep.config.schema import TrialConfig
+    from sweep.results import TrialStatus
+    from sweep.tracking import tags as T
+    from sweep.tracking.mlflow_tracker import trial_tracker
+
+    tags = {**task["tags"], T.HOST: where["host"], T.NODE_ID: where.get("node_id", ""), T.GPU: where.get("gpu", "")}
+    tracker = trial_tracker(task.get("tracking"), f"baseline-{task['baseline_key']}", tags)
+    tracker.log_params(task["config"])
+    result = run_baseline(TrialConfig.from_dict(task["config"]), placement=where)
+    try:
+        tracker.log_metrics(result.metrics)
+        tracker.set_tags({T.STATUS: result.status.value, T.FAILURE_REASON: result.error or "",
+                          T.DEVICE: str(result.meta.get("device", ""))})
+        tracker.log_dict(result.meta, "environment.json")
+        tracker.finish("FAILED" if result.status is TrialStatus.FAILED else "FINISHED")
+    except Exception as exc:  # tracking trouble must not lose the result
+        result.meta["tracking_error"] = one_line(exc, 300)
+    return result
+
+
+def _trial(task: dict, *, send: Callable[[dict], None], ask_prune: Callable[[int, int, dict], bool],
+           where: dict[str, str]):
+    """Run one trial task: folder, trial, tracking."""
     from sweep.results import TrialResult, TrialStatus
     from sweep.tracking import tags as T
     from sweep.tracking.mlflow_tracker import trial_tracker
@@ -145,9 +176,9 @@ def worker_main(conn, worker_id: int, gpu: str | None, threads: int) -> None:
             msg = conn.recv()
             if msg.get("type") == "stop":
                 return
-            if msg.get("type") == "run":
+            if msg.get("type") in ("run", "baseline"):
                 result = execute(msg, send=conn.send, ask_prune=lambda n, step, m: _ask(conn, n, step, m), where=where)
-                conn.send({"type": "done", "trial_number": msg["trial_number"], "result": result.to_dict(),
+                conn.send({"type": "done", "trial_number": msg.get("trial_number", -1), "result": result.to_dict(),
                            "memory_mb": memory_mb()})
     except (EOFError, OSError, KeyboardInterrupt, BrokenPipeError):
         return  # the coordinator is gone or stopped us: leave quietly
