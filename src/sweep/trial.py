@@ -247,9 +247,10 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m sweep.trial [override ...]   e.g. model=minilm lora=qv lora.r=8 quant=nf4\n"
               "Runs one trial from the composed config and prints its metrics; outputs go to sweeps/single/<hash>/.")
         return 0
-    from sweep.quiet import quiet_libraries
+    from sweep.quiet import quiet_libraries, quiet_transformers
 
     quiet_libraries()
+    quiet_transformers()
     try:
         run = compose(argv)
     except ConfigError as exc:

@@ -107,6 +107,10 @@ class Coordinator:
             del self.inflight[ev.wid]
             self._lost(pending, ev.reason)
 
+    def _message(self, text: str) -> None:
+        progress = getattr(self, "progress", None)
+        (progress.message if progress is not None else print)(text)
+
     def _lost(self, pending: Pending, reason: str) -> None:
         if pending.is_baseline:
             self.dispatch.baselines.lost(pending.task, reason)
@@ -134,10 +138,11 @@ class Coordinator:
         self.t_start = time.time()
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
         try:
+            # workers import torch/peft while this process opens the study and the MLflow run
+            self.pool = self.pool or make_pool(self.rc, self._message)
+            self.pool.start()
             self.open()
             self.progress.start(self.study.counts())
-            self.pool = self.pool or make_pool(self.rc, self.progress.message)
-            self.pool.start()
             self._loop()
         except KeyboardInterrupt as exc:
             self.interrupted = True

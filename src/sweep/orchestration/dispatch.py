@@ -31,6 +31,7 @@ from sweep.orchestration.study import SweepStudy
 from sweep.results import TrialResult, TrialStatus, objective_values
 from sweep.tracking import tags as T
 
+RUN_ATTR = "run"  # trial user attribute: where and how long it ran {"device", "duration_s", "bookkeeping_s"}
 FAULTS_ENV = "LORASWEEP_FAULTS"  # test hook: "3:oom,5:nan,2:kill,4:disk_full" (trial number: fault)
 
 
@@ -107,8 +108,7 @@ class Dispatcher:
             self.fail_untrained(Pending(trial, {"type": "run"}, arm_trial=arm_trial), "config: " + "; ".join(exc.problems))
             return None
         h = config_hash(cfg)
-        self.study.set_attrs(n, {"config_hash": h, "sampled_params": {k: (v if not isinstance(v, (list, dict)) else str(v))
-                                                                      for k, v in params.items()}})
+        self.study.set_attrs(n, {"config_hash": h})
         pending = self._pending(trial, tdict, h, arm_trial)
         if self.cfg.reuse_completed:
             prior = self.reuse.completed(h)
@@ -120,9 +120,8 @@ class Dispatcher:
                 self.reuse.wait(pending, twin)
                 return None
         baseline = self.baselines.needed(tdict, self.owner)
-        if baseline is not None:  # measure the base model first: the trial runs next
-            self.ready.insert(0, pending)
-            return Pending(None, baseline, started=time.time())
+        if baseline is not None:  # the base model is measured on the next free worker, after this trial started
+            self.ready.insert(0, Pending(None, baseline, started=time.time()))
         return pending
 
     def _ask(self):
@@ -149,7 +148,8 @@ class Dispatcher:
             if trial.user_attrs.get(ARM_TRIAL_ATTR) != arm_trial.number:  # another machine took our proposal: follow it
                 arm = self.arms.of(params)
                 arm_trial = self.arms.follow(arm, params, self.base)
-        self.study.set_attrs(trial.number, {ARM_ATTR: arm.label, ARM_TRIAL_ATTR: arm_trial.number})
+        if trial.user_attrs.get(ARM_TRIAL_ATTR) != arm_trial.number:  # a retry: its enqueued attrs had no arm trial
+            self.study.set_attrs(trial.number, {ARM_ATTR: arm.label, ARM_TRIAL_ATTR: arm_trial.number})
         arm.study.set_attrs(arm_trial.number, {MAIN_TRIAL_ATTR: trial.number})
         return trial, (arm, arm_trial), params
 
@@ -221,8 +221,9 @@ class Dispatcher:
         n = pending.number
         self.compute_s += result.duration_s
         self.trials_run += 1
-        attrs = {"metrics": result.json_metrics(), "device": str(result.meta.get("device", "")),
-                 "duration_s": result.duration_s}
+        attrs = {"metrics": result.json_metrics(),
+                 RUN_ATTR: {"device": str(result.meta.get("device", "")), "duration_s": result.duration_s,
+                            "bookkeeping_s": result.meta.get("bookkeeping_s")}}
         if result.error:
             attrs["failure_reason"] = result.error
         state, values = optuna.trial.TrialState.FAIL, None

@@ -64,8 +64,9 @@ class LocalPool:
 
     def stop(self, force: bool = False) -> None:
         self.stopping = True
-        for p in self.procs:
-            if p.proc is None or not p.proc.is_alive():
+        started = [p for p in self.procs if p.proc is not None and p.proc.pid is not None]
+        for p in started:
+            if not p.proc.is_alive():
                 continue
             try:
                 if force:
@@ -75,10 +76,9 @@ class LocalPool:
             except (OSError, BrokenPipeError):
                 pass  # it is dying anyway: joined and killed below
         deadline = time.time() + STOP_WAIT_S
-        for p in self.procs:
-            if p.proc is not None:
-                p.proc.join(max(0.1, deadline - time.time()))
-                self._end(p)
+        for p in started:
+            p.proc.join(max(0.1, deadline - time.time()))
+            self._end(p)
 
     # ---------------------------------------------------------------- work
     def idle(self) -> list[int]:

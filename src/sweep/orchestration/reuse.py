@@ -59,7 +59,7 @@ class Reuse:
         returns the trial's user attributes."""
         metrics = dict(prior.user_attrs.get("metrics") or {})
         tags = {**tags, T.STATUS: "COMPLETE", T.REUSED_FROM: str(prior.number),
-                T.DEVICE: str(prior.user_attrs.get("device", ""))}
+                T.DEVICE: str((prior.user_attrs.get("run") or {}).get("device", ""))}
         run_id = self.tracking.record_reuse(tags, tdict, metrics)
         self._folder(number, prior, h, tdict)
         self.progress.event(number, "reused", f"config {h} already completed as trial {prior.number}")

@@ -38,8 +38,13 @@ def make_storage(url: str, *, heartbeat_interval: int, grace_period: int, failed
                  timeout_s: float = 60.0):
     import optuna
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # its import set INFO: one line per trial is ours to print
+
     _check_url(url)
     if url.startswith("sqlite:///"):
+        from sweep import sqlite
+
+        sqlite.tune()
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     engine_kwargs = {"connect_args": {"timeout": timeout_s}} if url.startswith("sqlite") else {"pool_pre_ping": True}
     try:  # another machine may be creating the schema right now
@@ -152,10 +157,14 @@ class SweepStudy:
         return self._ids[number]
 
     def counts(self) -> dict[str, int]:
-        """Trials per state in the shared storage (every machine's), plus `finished` = COMPLETE + PRUNED."""
-        import optuna
+        """Trials per state in the shared storage (every machine's), plus `finished` = COMPLETE + PRUNED.
 
-        c = {s: self.storage.get_n_trials(self.study_id, optuna.trial.TrialState[s]) for s in STATES}
+        Read with one get_trials through the study's cached storage (finished trials come from memory): Optuna's
+        get_n_trials loads every trial with all its attributes, once per state."""
+        c = dict.fromkeys(STATES, 0)
+        for t in self.study.get_trials(deepcopy=False):
+            if t.state.name in c:
+                c[t.state.name] += 1
         c["finished"] = c["COMPLETE"] + c["PRUNED"]
         return c
 

@@ -20,6 +20,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -94,7 +95,7 @@ def _baseline(task: dict, where: dict[str, str]):
         tracker.log_metrics(result.metrics)
         tracker.set_tags({T.STATUS: result.status.value, T.FAILURE_REASON: result.error or "",
                           T.DEVICE: str(result.meta.get("device", ""))})
-        tracker.log_dict(result.meta, "environment.json")
+        tracker.log_dict(result.meta, "meta.json")
         tracker.finish("FAILED" if result.status is TrialStatus.FAILED else "FINISHED")
     except Exception as exc:  # tracking trouble must not lose the result
         result.meta["tracking_error"] = one_line(exc, 300)
@@ -112,6 +113,7 @@ def _trial(task: dict, *, send: Callable[[dict], None], ask_prune: Callable[[int
     n = task["trial_number"]
     out = Path(task["output_dir"])
     spec = task.get("tracking")
+    t0 = time.perf_counter()
     tags = {**task["tags"], T.HOST: where["host"], T.NODE_ID: where.get("node_id", ""), T.GPU: where.get("gpu", "")}
     tracker = trial_tracker(spec, f"trial-{n:04d}-{task['config_hash']}", tags)
     send({"type": "started", "trial_number": n, "run_id": tracker.run_id})
@@ -121,6 +123,7 @@ def _trial(task: dict, *, send: Callable[[dict], None], ask_prune: Callable[[int
         def report(self, step: int, metrics: dict[str, float]) -> bool:
             return ask_prune(n, step, metrics)
 
+    t_run = time.perf_counter()
     try:
         result = _run(task, out, run_trial, Reporter(), tracker, where)
     except KeyboardInterrupt:
@@ -130,18 +133,20 @@ def _trial(task: dict, *, send: Callable[[dict], None], ask_prune: Callable[[int
     except Exception as exc:  # the trial folder could not be written (full disk, permissions): a trial failure
         result = TrialResult(TrialStatus.FAILED, {}, f"{type(exc).__name__}: {one_line(exc, 300)}")
         result.config_hash = task["config_hash"]
+    t_run = time.perf_counter() - t_run
     try:
         tracker.set_tags({T.STATUS: result.status.value, T.FAILURE_REASON: result.error or "",
                           T.DEVICE: str(result.meta.get("device", "")), T.GIT_DIRTY: str(result.meta.get("git_dirty", ""))})
-        for name in ("config.yaml", "result.json"):
-            tracker.log_artifact(out / name)
-        if result.meta:
-            tracker.log_dict(result.meta, "environment.json")
-        if (out / "adapter").is_dir() and (spec or {}).get("log_adapter", True):
-            tracker.log_artifact(out / "adapter", "adapter")
+        if (spec or {}).get("log_adapter", True):
+            tracker.log_artifact(out)  # the whole trial folder in one call: config, result, meta, adapter
+        else:
+            for f in sorted(out.iterdir()) if out.is_dir() else []:
+                if f.is_file():
+                    tracker.log_artifact(f)
         tracker.finish("FAILED" if result.status is TrialStatus.FAILED else "FINISHED")
     except Exception as exc:  # tracking trouble must not lose the result: the coordinator reconciles the run
         result.meta["tracking_error"] = one_line(exc, 300)
+    result.meta["bookkeeping_s"] = time.perf_counter() - t0 - t_run  # tracking and messages around the trial
     return result
 
 
@@ -190,7 +195,7 @@ def _ask(conn, n: int, step: int, metrics: dict) -> bool:
 
 
 def _warm_up(threads: int, gpu: str | None) -> dict[str, str]:
-    from sweep.quiet import quiet_libraries
+    from sweep.quiet import quiet_libraries, quiet_transformers
 
     quiet_libraries()
     import torch
@@ -201,4 +206,5 @@ def _warm_up(threads: int, gpu: str | None) -> dict[str, str]:
 
     import sweep.trial  # noqa: F401
 
+    quiet_transformers()
     return {**placement(gpu), "threads": str(torch.get_num_threads())}
