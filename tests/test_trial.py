@@ -10,12 +10,14 @@ from sweep import metrics as mt
 from sweep.results import TrialStatus
 from sweep.trial import run_trial
 
+CAUSAL_ONLY = {"generation_tokens_per_s", "latency_per_token_ms", "merged_latency_per_token_ms"}
+
 
 def test_trial_produces_every_declared_metric(compose_trial, tmp_path):
     cfg = compose_trial("model=tiny_bert", "lora=qv", "lora.r=4")
     res = run_trial(cfg, output_dir=tmp_path)
     assert res.status is TrialStatus.COMPLETE, res.error
-    expected = {m.name for m in mt.METRICS} - {"generation_tokens_per_s"}
+    expected = {m.name for m in mt.METRICS} - CAUSAL_ONLY
     assert expected <= set(res.metrics), expected - set(res.metrics)
     assert all(math.isfinite(res.metrics[k]) for k in expected)
     assert 0 <= res.metrics["eval_accuracy"] <= 1
@@ -49,7 +51,8 @@ def test_instruction_tuning_on_tiny_llama(compose_trial):
     cfg = compose_trial("model=tiny_llama", "data=instruct", "lora=all_linear")
     res = run_trial(cfg)
     assert res.status is TrialStatus.COMPLETE, res.error
-    assert res.metrics["generation_tokens_per_s"] > 0
+    assert all(res.metrics[k] > 0 for k in CAUSAL_ONLY)
+    assert res.meta["prompt_format"] == "plain"  # the MiniLM tokenizer of tiny_llama has no chat template
     assert 0 <= res.metrics["eval_accuracy"] <= 1 and math.isfinite(res.metrics["eval_loss"])
 
 
@@ -64,6 +67,8 @@ import json, sys
 from sweep.quiet import quiet_libraries; quiet_libraries()
 from sweep.config.compose import compose
 from sweep.trial import run_trial
+
+CAUSAL_ONLY = {"generation_tokens_per_s", "latency_per_token_ms", "merged_latency_per_token_ms"}
 tiny = ["train=fast", "data.train_size=64", "data.eval_size=32", "tracking=none"]
 # one-time library initialisation (bitsandbytes kernels) is paid before the measured trial, as in a worker
 run_trial(compose([*tiny, "model=tiny_bert", "quant=nf4", "train.max_steps=1"]).trial)

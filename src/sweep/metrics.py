@@ -35,7 +35,7 @@ class Metric:
 _MAX, _MIN, _NONE = Direction.MAX, Direction.MIN, Direction.NONE
 
 METRICS: tuple[Metric, ...] = (
-    Metric("eval_accuracy", "fraction", _MAX, "classification: argmax accuracy; causal LM: exact match of the generated answer"),
+    Metric("eval_accuracy", "fraction", _MAX, "classification: argmax accuracy; causal LM: exact match of the greedy answer after normalisation (lower case, punctuation and articles removed)"),
     Metric("eval_loss", "nats/token", _MIN, "mean cross-entropy on the eval split"),
     Metric("eval_samples", "examples", _NONE, "eval-set size (for binomial confidence intervals)"),
     Metric("trainable_params", "params", _MIN, "parameters with requires_grad (adapter plus any trained head)"),
@@ -56,6 +56,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("merged_latency_p95_ms", "ms/batch", _MIN, "inference latency per eval batch after merge_and_unload, 95th percentile"),
     Metric("merge_max_abs_diff", "logit", _MIN, "max |logits(unmerged) - logits(merged)| on one eval batch"),
     Metric("generation_tokens_per_s", "tokens/s", _MAX, "causal LM: greedy generation throughput"),
+    Metric("latency_per_token_ms", "ms/token", _MIN, "causal LM: greedy decoding of one request (batch 1, data.max_new_tokens forced, prefill included), ms per generated token, adapter unmerged, median"),
+    Metric("merged_latency_per_token_ms", "ms/token", _MIN, "causal LM: the same after merge_and_unload"),
 )
 
 BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS}

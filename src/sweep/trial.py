@@ -10,6 +10,7 @@ pruner's stop becomes PRUNED. Nothing raises out of here except KeyboardInterrup
 
 from __future__ import annotations
 
+import functools
 import gc
 import json
 import math
@@ -152,6 +153,7 @@ def _execute(cfg: TrialConfig, *, reporter: Reporter, tracker: Tracker, out: Pat
 
     from sweep import adapters, provenance
     from sweep.data import load_records
+    from sweep.measure.generation import per_token_latency
     from sweep.measure.latency import time_batches
     from sweep.measure.memory import PeakMemory
     from sweep.models.loader import build_model, eos_token_id, inventory, load_tokenizer, set_cpu_inference_packing
@@ -186,9 +188,12 @@ def _execute(cfg: TrialConfig, *, reporter: Reporter, tracker: Tracker, out: Pat
         eval_feats = encode.encode_classification(records.eval, tok, d.max_seq_len)
         answers = None
     else:
-        train_feats = encode.encode_instruction(records.train, tok, d.max_seq_len, eos)
-        eval_feats = encode.encode_instruction(records.eval, tok, d.max_seq_len, eos)
+        fmt = state["meta"]["prompt_format"] = encode.resolve_prompt_format(d.prompt_format, tok)
+        train_feats = encode.encode_instruction(records.train, tok, d.max_seq_len, eos, fmt)
+        eval_feats = encode.encode_instruction(records.eval, tok, d.max_seq_len, eos, fmt)
         answers = [r["output"] for r in records.eval]
+        if out:
+            (out / "meta.json").write_text(json.dumps(state["meta"], indent=2, sort_keys=True))
     steps = total_steps(t, len(train_feats))
 
     def run_eval(model) -> dict[str, float]:
@@ -252,10 +257,15 @@ def _execute(cfg: TrialConfig, *, reporter: Reporter, tracker: Tracker, out: Pat
     model.eval()
     if cfg.quant.enabled:
         set_cpu_inference_packing(model, True)  # training is over: measure the real inference path
+    causal = d.task != "classification"
+    per_token = functools.partial(per_token_latency, feats=eval_feats, pad_id=tok.pad_token_id, device=device,
+                                  new_tokens=d.max_new_tokens, warmup=t.latency_warmup, iters=t.latency_iters)
     with torch.no_grad():
         forward = lambda mdl: mdl(**batch).logits  # noqa: E731
         unmerged_logits = forward(model).float()
         lat = time_batches(lambda: forward(model), device=device, warmup=t.latency_warmup, iters=t.latency_iters)
+        if causal:
+            metrics["latency_per_token_ms"] = per_token(model).p50_ms
         merged = model.merge_and_unload()
         merged.eval()
         merged_logits = forward(merged).float()
@@ -263,7 +273,8 @@ def _execute(cfg: TrialConfig, *, reporter: Reporter, tracker: Tracker, out: Pat
     metrics.update({"latency_p50_ms": lat.p50_ms, "latency_p95_ms": lat.p95_ms, "merged_latency_p50_ms": mlat.p50_ms,
                     "merged_latency_p95_ms": mlat.p95_ms,
                     "merge_max_abs_diff": float((unmerged_logits - merged_logits).abs().max())})
-    if d.task != "classification":
+    if causal:
+        metrics["merged_latency_per_token_ms"] = per_token(merged).p50_ms
         _, n_tokens, seconds = generate(merged, eval_feats[: t.eval_batch_size], tok=tok, device=device,
                                         max_new_tokens=d.max_new_tokens, eos_id=eos)
         metrics["generation_tokens_per_s"] = n_tokens / seconds

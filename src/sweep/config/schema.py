@@ -19,6 +19,7 @@ TINY_ARCHS = ("llama", "bert")
 DTYPES = ("float32", "bfloat16", "float16")
 TASKS = ("classification", "instruction")
 DATA_SOURCES = ("builtin", "local", "hub")
+PROMPT_FORMATS = ("auto", "chat", "plain")
 LORA_METHODS = ("lora", "adalora")
 LORA_INITS = ("default", "gaussian", "pissa", "olora")
 QUANT_METHODS = ("none", "nf4", "fp4", "int8")
@@ -94,11 +95,13 @@ class DataConfig:
     eval_size: int | None = None  # examples kept for evaluation (null = all)
     max_seq_len: int = 32  # tokens per example after truncation
     max_new_tokens: int = 8  # instruction: generated tokens for exact match
+    prompt_format: str = "auto"  # instruction: chat (the tokenizer's chat template) | plain (fixed template) | auto (chat when the tokenizer has one)
 
     def __post_init__(self) -> None:
         p = Problems()
         _one_of(p, "data.task", self.task, TASKS)
         _one_of(p, "data.source", self.source, DATA_SOURCES)
+        _one_of(p, "data.prompt_format", self.prompt_format, PROMPT_FORMATS)
         _at_least(p, "data.max_seq_len", self.max_seq_len, 4)
         _at_least(p, "data.max_new_tokens", self.max_new_tokens, 1)
         _at_least(p, "data.train_size", self.train_size, 1)
