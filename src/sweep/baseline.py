@@ -71,7 +71,7 @@ def _measure(cfg: TrialConfig, placement: dict[str, str]) -> tuple[dict[str, flo
     batch = inference.eval_batch(prep, t.eval_batch_size, device)
     metrics.update(inference.latency_metrics(model, batch, t, device, "merged_latency"))
     if d.task != "classification":
-        metrics.update(inference.generation_metrics(model, prep, t.eval_batch_size, d.max_new_tokens, device))
+        metrics.update(inference.generation_metrics(model, prep, t, d.max_new_tokens, device, "merged_latency_per_token"))
     meta = {**prep.meta, "baseline_key": baseline_key(cfg),
             "meaning": ("zero-shot score of the base model" if d.task != "classification" else
                         "the base model with a freshly initialised, untrained classification head (about chance)")}

@@ -59,8 +59,9 @@ TIMING_NOISE = 0.10  # run-to-run spread of wall-clock figures on a shared 2-cor
 MEMORY_NOISE = 0.05  # run-to-run spread of the CPU resident-memory peak (GPU allocator peaks repeat exactly)
 
 METRICS: tuple[Metric, ...] = (
-    Metric("eval_accuracy", "fraction", _MAX, "classification: argmax accuracy; causal LM: exact match of the generated answer",
-           reproducible=True, noise=Noise.BINOMIAL),
+    Metric("eval_accuracy", "fraction", _MAX, "classification: argmax accuracy; causal LM: exact match of the greedy "
+           "answer after normalisation (lower case, punctuation and articles removed)", reproducible=True,
+           noise=Noise.BINOMIAL),
     Metric("eval_loss", "nats/token", _MIN, "mean cross-entropy on the eval split", reproducible=True, noise=Noise.INTERVAL),
     Metric("eval_samples", "examples", _NONE, "eval-set size (for binomial confidence intervals)", reproducible=True),
     Metric("trainable_params", "params", _MIN, "parameters with requires_grad (adapter plus any trained head)", reproducible=True),
@@ -95,8 +96,13 @@ METRICS: tuple[Metric, ...] = (
            noise=Noise.INTERVAL, rel_noise=TIMING_NOISE),
     Metric("merged_latency_p95_ms", "ms/batch", _MIN, "the same, 95th percentile", noise=Noise.NONE),
     Metric("merge_max_abs_diff", "logit", _MIN, "max |logits(unmerged) - logits(merged)| on one eval batch", noise=Noise.NONE),
-    Metric("generation_tokens_per_s", "tokens/s", _MAX, "causal LM: greedy generation throughput", noise=Noise.RELATIVE,
-           rel_noise=TIMING_NOISE),
+    Metric("generation_tokens_per_s", "tokens/s", _MAX, "causal LM: greedy generation throughput on one eval batch, "
+           "adapter unmerged", noise=Noise.RELATIVE, rel_noise=TIMING_NOISE),
+    Metric("latency_per_token_ms", "ms/token", _MIN, "causal LM: greedy decoding of one request (batch 1, "
+           "data.max_new_tokens forced, prefill included), ms per generated token, adapter unmerged, median",
+           noise=Noise.INTERVAL, rel_noise=TIMING_NOISE),
+    Metric("merged_latency_per_token_ms", "ms/token", _MIN, "causal LM: the same for the merged model: the base model's, "
+           "measured once per (model, quant) in a study", noise=Noise.INTERVAL, rel_noise=TIMING_NOISE),
 )
 
 BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS}

@@ -215,7 +215,7 @@ def _execute(cfg: TrialConfig, *, reporter: Reporter, tracker: Tracker, out: Pat
     batch = inference.eval_batch(prep, t.eval_batch_size, device)
     metrics.update(inference.latency_metrics(model, batch, t, device, "latency"))
     if d.task != "classification":
-        metrics.update(inference.generation_metrics(model, prep, t.eval_batch_size, d.max_new_tokens, device))
+        metrics.update(inference.generation_metrics(model, prep, t, d.max_new_tokens, device, "latency_per_token"))
     _, metrics["merge_max_abs_diff"] = inference.merge_check(model, batch)
     phase.end("measure")
 

@@ -42,10 +42,15 @@ def merge_check(model, batch: dict):
     return merged, float((before - after).abs().max())
 
 
-def generation_metrics(model, prepared, batch_size: int, max_new_tokens: int, device: str) -> dict[str, float]:
-    """Causal LM: greedy generation throughput on the first eval batch (tokens/s)."""
+def generation_metrics(model, prepared, train_cfg, max_new_tokens: int, device: str, per_token: str) -> dict[str, float]:
+    """Causal LM: greedy generation throughput on the first eval batch (tokens/s), and the latency per generated
+    token of one request as `<per_token>_ms` (with its interval)."""
+    from sweep.measure.generation import per_token_latency
     from sweep.train.evaluate import generate
 
-    _, n_tokens, seconds = generate(model, prepared.eval_feats[:batch_size], tok=prepared.tok, device=device,
+    _, n_tokens, seconds = generate(model, prepared.eval_feats[:train_cfg.eval_batch_size], tok=prepared.tok, device=device,
                                     max_new_tokens=max_new_tokens, eos_id=prepared.eos)
-    return {"generation_tokens_per_s": n_tokens / seconds}
+    lat = per_token_latency(model, prepared.eval_feats, pad_id=prepared.tok.pad_token_id, device=device,
+                            new_tokens=max_new_tokens, train_cfg=train_cfg)
+    return {"generation_tokens_per_s": n_tokens / seconds, f"{per_token}_ms": lat.p50_ms,
+            f"{per_token}_ms_ci_low": lat.ci_low_ms, f"{per_token}_ms_ci_high": lat.ci_high_ms}

@@ -28,7 +28,8 @@ TRIAL_COLUMNS = ("trial", "config_hash", "status", "failure_reason", "reused_fro
                  "arm", "baseline_key", "host", "node_id", "gpu", "run_id", "run_name", "run_status", "start_time")
 # what a trial takes from its baseline run: the merged model computes exactly what the base model computes
 FROM_BASELINE = ("merged_latency_p50_ms", "merged_latency_p95_ms", "merged_latency_p50_ms_ci_low",
-                 "merged_latency_p50_ms_ci_high")
+                 "merged_latency_p50_ms_ci_high", "merged_latency_per_token_ms", "merged_latency_per_token_ms_ci_low",
+                 "merged_latency_per_token_ms_ci_high")
 STATUSES = ("COMPLETE", "PRUNED", "FAILED")
 DEFAULT_GROUP_BY = ("lora.targets",)
 DEFAULT_OBJECTIVES = ("eval_accuracy",)

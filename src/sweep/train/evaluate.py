@@ -13,8 +13,9 @@ def _batches(items: list, size: int):
 
 
 def evaluate(model, eval_feats: list[dict], *, task: str, tok, answers: list[str] | None, batch_size: int,
-             device: str, max_new_tokens: int, eos_id: int) -> dict[str, float]:
-    """eval_accuracy, eval_loss and eval_samples on the whole eval split (model left in train mode if it was)."""
+             device: str, max_new_tokens: int, eos_id: int, predictions: list[str] | None = None) -> dict[str, float]:
+    """eval_accuracy, eval_loss and eval_samples on the whole eval split (model left in train mode if it was).
+    Instruction tasks: the generated answers are appended to `predictions` when a list is given."""
     import torch
     import torch.nn.functional as F
 
@@ -43,6 +44,8 @@ def evaluate(model, eval_feats: list[dict], *, task: str, tok, answers: list[str
             assert answers is not None
             for start, chunk in zip(range(0, len(eval_feats), batch_size), _batches(eval_feats, batch_size)):
                 texts = generate(model, chunk, tok=tok, device=device, max_new_tokens=max_new_tokens, eos_id=eos_id)[0]
+                if predictions is not None:
+                    predictions.extend(texts)
                 for j, text in enumerate(texts):
                     correct += int(normalise_answer(text) == normalise_answer(answers[start + j]))
     if was_training:

@@ -64,8 +64,9 @@ def prepare(cfg: TrialConfig, device: str, placement: dict[str, str] | None = No
         eval_feats = encode.encode_classification(records.eval, tok, d.max_seq_len)
         answers = None
     else:
-        train_feats = encode.encode_instruction(records.train, tok, d.max_seq_len, eos)
-        eval_feats = encode.encode_instruction(records.eval, tok, d.max_seq_len, eos)
+        fmt = meta["prompt_format"] = encode.resolve_prompt_format(d.prompt_format, tok)
+        train_feats = encode.encode_instruction(records.train, tok, d.max_seq_len, eos, fmt)
+        eval_feats = encode.encode_instruction(records.eval, tok, d.max_seq_len, eos, fmt)
         answers = [r["output"] for r in records.eval]
     return Prepared(d.task, tok, eos, num_labels, inv, train_feats, eval_feats, answers,
                     subset_positions(len(eval_feats), t.eval_subset), meta)
