@@ -100,9 +100,11 @@ def test_builtin_files_are_small():
 
 
 def test_intent_label_noise_is_documented_rate():
-    rows = builtin.intent_rows()
+    from sweep.data import builtin_intent
+
+    rows = builtin_intent.intent_rows()
     noisy = sum(r["family"] == "noise" for r in rows) / len(rows)
-    assert abs(noisy - builtin.INTENT_NOISE) < 0.01
+    assert abs(noisy - builtin_intent.INTENT_NOISE) < 0.01
 
 
 def test_unknown_builtin_name_lists_the_available_ones():
