@@ -21,7 +21,7 @@ from sweep.config.compose import RunConfig
 from sweep.orchestration.arms import Arms, arm_keys
 from sweep.orchestration.arms import describe as describe_arms
 from sweep.orchestration.dispatch import Dispatcher, Pending
-from sweep.orchestration.pool import Done, Lost, Ready, Recycler, Report, Started, WorkerPool, plan_workers
+from sweep.orchestration.pool import Done, Lost, Ready, Recycler, Report, Started, Tracked, WorkerPool, plan_workers
 from sweep.orchestration.progress import Progress
 from sweep.orchestration.recovery import Recovery
 from sweep.orchestration.study import SweepStudy, optuna_nop, optuna_random, storage_url
@@ -60,6 +60,7 @@ class Coordinator:
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
         self.pool = pool
         self.inflight: dict[int, Pending] = {}  # worker id -> its trial
+        self.finishing: dict[int, tuple[int, Pending, object]] = {}  # trial number -> (worker, trial, result): run closing
         self.interrupted = False
         self.terminated = False  # interrupted by SIGTERM rather than Ctrl-C
         self.t_start = time.time()
@@ -101,11 +102,25 @@ class Coordinator:
             self.pool.reply(ev.wid, {"type": "prune_reply", "prune": prune})
         elif isinstance(ev, Done) and pending is not None:
             del self.inflight[ev.wid]
-            self.dispatch.tell(pending, ev.result)
-            self.progress.finished(self.study.counts(), len(self.inflight))
-        elif isinstance(ev, Lost) and pending is not None:
-            del self.inflight[ev.wid]
-            self._lost(pending, ev.reason)
+            if ev.tracked:
+                self._tell(pending, ev.result)
+            else:  # the worker takes its next trial while it closes this one's MLflow run: told once closed
+                self.finishing[pending.number] = (ev.wid, pending, ev.result)
+        elif isinstance(ev, Tracked) and ev.trial_number in self.finishing:
+            _, done, result = self.finishing.pop(ev.trial_number)
+            self._tell(done, result)
+        elif isinstance(ev, Lost):
+            for number, (wid, done, result) in list(self.finishing.items()):
+                if wid == ev.wid:  # finished, its run not closed: told now; MLflow is reconciled with it
+                    del self.finishing[number]
+                    self._tell(done, result)
+            if pending is not None:
+                del self.inflight[ev.wid]
+                self._lost(pending, ev.reason)
+
+    def _tell(self, pending: Pending, result) -> None:
+        self.dispatch.tell(pending, result)
+        self.progress.finished(self.study.counts(), len(self.inflight))
 
     def _message(self, text: str) -> None:
         progress = getattr(self, "progress", None)
@@ -149,6 +164,9 @@ class Coordinator:
             self.terminated = isinstance(exc, Terminated)
             what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted (Ctrl-C)"
             self.progress.message(f"{what}: stopping workers, marking running trials FAIL (rerun the same command to resume)")
+            for _, done, result in list(self.finishing.values()):  # finished trials keep their results
+                self.dispatch.tell(done, result)
+            self.finishing.clear()
             for pending in list(self.inflight.values()):
                 self._lost(pending, f"{what}; rerun the same command to resume")
             self.inflight.clear()
@@ -180,14 +198,15 @@ class Coordinator:
                             self.progress.event(pending.number, "started", f"{self.pool.describe(wid)}: {what}")
             counts = self.study.counts()
             self.progress.update(counts, len(self.inflight))
-            if not self.inflight and not self.dispatch.held() and not self.dispatch.ready and (
+            if not self.inflight and not self.finishing and not self.dispatch.held() and not self.dispatch.ready and (
                     stopping or counts["finished"] >= self.cfg.n_trials):
                 return
-            if stopping and not self.inflight:  # held trials will not run in this session
+            if stopping and not self.inflight and not self.finishing:  # held trials will not run in this session
                 self._drop_held("the sweep stopped before it could run")
                 return
             if time.time() - last_beat >= self.cfg.heartbeat_interval_s / 2:
-                self.study.heartbeat([p.number for p in [*self.inflight.values(), *self.dispatch.held()]
+                finishing = [done for _, done, _ in self.finishing.values()]
+                self.study.heartbeat([p.number for p in [*self.inflight.values(), *finishing, *self.dispatch.held()]
                                       if not p.is_baseline])
                 self.recovery.settle_orphans(self.cfg.grace_period_s)
                 if self.arms:
