@@ -244,11 +244,13 @@ def worker_main(conn, worker_id: int, gpu: str | None, threads: int) -> None:
                 return
             if msg.get("type") in ("run", "baseline"):
                 n = msg.get("trial_number", -1)
-                deferred = msg["type"] == "run"
+                closing: list[Callable[[], None]] = []  # the run's closing, handed to the finisher after `done`
                 result = execute(msg, send=link.send, ask_prune=link.ask_prune, where=where,
-                                 finish_later=(lambda close: finisher.submit(n, close)) if deferred else None)
+                                 finish_later=closing.append if msg["type"] == "run" else None)
                 link.send({"type": "done", "trial_number": n, "result": result.to_dict(), "memory_mb": memory_mb(),
-                           "tracked": not deferred})
+                           "tracked": not closing})
+                for close in closing:  # only now: its `tracked` must follow the `done`
+                    finisher.submit(n, close)
     except (EOFError, OSError, BrokenPipeError):
         return  # the coordinator is gone: leave quietly
 
