@@ -24,7 +24,7 @@ from sweep.tracking.mlflow_tracker import absolute_uri, search_runs, sqlite_path
 
 DEFAULT_TRACKING_URI = "sqlite:///.mlflow/mlflow.db"
 TRIAL_COLUMNS = ("trial", "config_hash", "status", "failure_reason", "reused_from", "device", "seed", "git_sha",
-                 "run_id", "run_name", "run_status", "start_time")
+                 "run_id", "run_name", "run_status", "start_time", "host", "node_id", "gpu")  # host/node_id/gpu: where it ran
 STATUSES = ("COMPLETE", "PRUNED", "FAILED")
 DEFAULT_GROUP_BY = ("lora.targets",)
 DEFAULT_OBJECTIVES = ("eval_accuracy",)
@@ -136,6 +136,7 @@ def runs_frame(runs: list) -> pd.DataFrame:
             "status": status, "failure_reason": reason,
             "reused_from": int(reused) if reused.lstrip("-").isdigit() else None,
             "device": tags.get(T.DEVICE, ""), "seed": tags.get(T.SEED, ""),
+            "host": tags.get(T.HOST, ""), "node_id": tags.get(T.NODE_ID, ""), "gpu": tags.get(T.GPU, ""),
             "git_sha": tags.get(T.GIT_SHA, ""), "run_id": info.run_id, "run_name": info.run_name or "",
             "run_status": info.status, "start_time": info.start_time,
         })
