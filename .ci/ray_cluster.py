@@ -4,6 +4,7 @@
     python .ci/ray_cluster.py stop DIR        stop everything this script started under DIR (nothing else)
     python .ci/ray_cluster.py stop-node DIR   SIGKILL the second node (raylet, its agents and actors): a node that vanishes
     python .ci/ray_cluster.py start-node DIR  start the second node again
+    python .ci/ray_cluster.py node-id DIR     print the second node's Ray node id
 
 `start` prints shell assignments (LORASWEEP_TEST_RAY_ADDRESS, LORASWEEP_TEST_MLFLOW_URI, LORASWEEP_TEST_CLUSTER_DIR);
 .ci/run exports them, tests/test_ray.py runs this script itself when they are absent.
@@ -106,6 +107,15 @@ def _kill(procs, sig=signal.SIGKILL) -> None:
     psutil.wait_procs(procs, timeout=10)
 
 
+def node_id(d: Path) -> str:
+    """The Ray node id of the second node (from its raylet's command line)."""
+    for p in _processes(str(d / "node2")):
+        for arg in p.cmdline():
+            if arg.startswith("--node_id="):
+                return arg.split("=", 1)[1]
+    raise SystemExit(f"no second node running under {d}")
+
+
 def stop_node(d: Path) -> None:
     _kill(_processes(str(d / "node2")))
 
@@ -138,6 +148,8 @@ def main(argv: list[str]) -> int:
         stop(d)
     elif cmd == "stop-node":
         stop_node(d)
+    elif cmd == "node-id":
+        print(node_id(d))
     elif cmd == "start-node":
         start_node(d, json.loads((d / "cluster.json").read_text()))
     else:
