@@ -1,6 +1,6 @@
 # Two commands do all the set-up on a fresh machine:
 #   make sweep   -> installs, then runs the default experiment (qv_vs_all) on the embedded MiniLM model
-#   make test    -> installs, then runs the test suite
+#   make test    -> installs (with the ray extra, so the Ray tests run), then runs the test suite
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	# CPU build of torch first where no GPU is present (a bare `torch` pulls a multi-GB CUDA build)
 	if command -v nvidia-smi >/dev/null 2>&1; then $(PY) -m pip install -q torch; \
 	else $(PY) -m pip install -q torch==$(TORCH_VERSION); fi
-	$(PY) -m pip install -q -e '.[test,ui]'
+	$(PY) -m pip install -q -e '.[test,ui,ray]'
 	touch $@
 
 install: $(VENV)/.installed
