@@ -6,13 +6,17 @@
     python .ci/ray_cluster.py start-node DIR  start the second node again
     python .ci/ray_cluster.py node-id DIR     print the second node's Ray node id
 
-`start` prints shell assignments (LORASWEEP_TEST_RAY_ADDRESS, LORASWEEP_TEST_MLFLOW_URI, LORASWEEP_TEST_CLUSTER_DIR);
+`start` prints shell assignments (LORASWEEP_TEST_RAY_ADDRESS, LORASWEEP_TEST_MLFLOW_URI, LORASWEEP_TEST_CLUSTER_DIR,
+and the cluster's RAY_AUTH_MODE / RAY_AUTH_TOKEN_PATH);
 .ci/run exports them, tests/test_ray.py runs this script itself when they are absent.
 
 Each node is `ray start` with --node-ip-address=127.0.0.1, one CPU and two logical GPUs (GPU counts in Ray are
-logical: no GPU is needed). Ray only keeps its servers on loopback when a node's address is exactly 127.0.0.1, but
+logical: no GPU is needed). The cluster requires Ray's token authentication with a token of its own
+(RAY_AUTH_MODE=token, RAY_AUTH_TOKEN_PATH=DIR/auth_token, printed with the addresses: whoever connects needs both);
+this also keeps it independent of a ~/.ray/auth_token that a local `ray.init()` may have left behind. Ray only keeps its servers on loopback when a node's address is exactly 127.0.0.1, but
 its CLI rewrites 127.0.0.1 into the machine's external address (`resolve_ip_for_localhost`) so that other machines
 can join; `ray start` therefore runs through Ray's own CLI entry point with that one rewrite turned off (SHIM).
+No Ray Client server: its per-client servers make the same rewrite (they would connect to the external address).
 Every process started here carries DIR in its command line or descends from one that does: `stop` ends exactly
 those, and the MLflow server's process group.
 """
@@ -35,6 +39,7 @@ SHIM = ("import sys, ray._private.services as s; s.resolve_ip_for_localhost = la
 NODE = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--num-gpus=2", "--object-store-memory=300000000",
         "--disable-usage-stats"]
 BIN = Path(sys.executable).parent
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray's single-machine mode, which leaves 127.0.0.1 alone
 
 
 def free_port() -> int:
@@ -43,22 +48,38 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def ray_start(*args: str) -> None:
-    out = subprocess.run([sys.executable, "-c", SHIM, "start", *args], capture_output=True, text=True, timeout=180)
+def auth_env(d: Path) -> dict[str, str]:
+    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(d / "auth_token")}
+
+
+def ray_start(d: Path, *args: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k != LOOPBACK_ENV}  # single-machine mode refuses to join a cluster
+    out = subprocess.run([sys.executable, "-c", SHIM, "start", *args], capture_output=True, text=True, timeout=180,
+                         env={**env, **auth_env(d)})
     if out.returncode != 0:
         raise SystemExit(f"ray start {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}")
 
 
 def start_node(d: Path, info: dict) -> None:
-    ray_start(f"--address={info['ray_address']}", *NODE, f"--temp-dir={d / 'node2'}")
+    ray_start(d, f"--address={info['ray_address']}", *NODE, f"--temp-dir={d / 'node2'}")
 
 
 def start(d: Path) -> dict:
+    import secrets
+
     d.mkdir(parents=True, exist_ok=True)
+    token = d / "auth_token"
+    token.write_text(secrets.token_hex(32))
+    token.chmod(0o600)
     info = {"dir": str(d), "ray_address": f"127.0.0.1:{free_port()}"}
-    port = info["ray_address"].split(":")[1]
-    ray_start("--head", f"--port={port}", *NODE, "--include-dashboard=false", f"--temp-dir={d / 'head'}")
-    start_node(d, info)
+    (d / "cluster.json").write_text(json.dumps(info))
+    try:
+        ray_start(d, "--head", f"--port={info['ray_address'].split(':')[1]}", *NODE, "--include-dashboard=false",
+                  f"--temp-dir={d / 'head'}")
+        start_node(d, info)
+    except SystemExit:
+        stop(d)
+        raise
     mlflow_port = free_port()
     (d / "mlflow").mkdir(exist_ok=True)
     log = open(d / "mlflow" / "server.log", "w")
@@ -140,6 +161,8 @@ def main(argv: list[str]) -> int:
         print(f"LORASWEEP_TEST_RAY_ADDRESS={info['ray_address']}")
         print(f"LORASWEEP_TEST_MLFLOW_URI={info['mlflow_uri']}")
         print(f"LORASWEEP_TEST_CLUSTER_DIR={info['dir']}")
+        for k, v in auth_env(d.resolve()).items():
+            print(f"{k}={v}")
         return 0
     if len(argv) < 2:
         raise SystemExit(__doc__)

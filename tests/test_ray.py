@@ -1,6 +1,6 @@
 """The Ray backend on a real two-node Ray cluster and a real MLflow server, both on loopback (.ci/ray_cluster.py).
 
-.ci/run starts them and sets LORASWEEP_TEST_RAY_ADDRESS / LORASWEEP_TEST_MLFLOW_URI / LORASWEEP_TEST_CLUSTER_DIR;
+.ci/run starts them and sets LORASWEEP_TEST_RAY_ADDRESS / _MLFLOW_URI / _CLUSTER_DIR (and the cluster's token);
 without those variables the first test that needs them starts its own through the same script. Each node has one
 CPU and two logical GPUs: Ray assigns GPU ids and CUDA_VISIBLE_DEVICES without a GPU being present.
 """
@@ -42,10 +42,15 @@ def cluster(tmp_path_factory):
     out = subprocess.run([sys.executable, str(SCRIPT), "start", str(folder)], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout + out.stderr
     got = dict(line.split("=", 1) for line in out.stdout.split())
+    auth = {k: got[k] for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH")}  # the cluster's own token: every driver needs it
+    before = {k: os.environ.get(k) for k in auth}
+    os.environ.update(auth)
     try:
         yield {"ray": got["LORASWEEP_TEST_RAY_ADDRESS"], "mlflow": got["LORASWEEP_TEST_MLFLOW_URI"], "dir": str(folder)}
     finally:
         subprocess.run([sys.executable, str(SCRIPT), "stop", str(folder)], timeout=120)
+        for k, v in before.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
 
 
 def _ray_sweep(cluster, study: str, *extra: str):
@@ -314,3 +319,51 @@ def test_node_lost_mid_trial_fails_and_retries_its_trials_nothing_lost(cluster, 
     assert [r.info.status for r in runs if r.data.tags["lorasweep.trial_number"] == str(victim)] == ["FAILED"]
     retry_run = next(r for r in runs if r.data.tags["lorasweep.trial_number"] == str(retry[0].number))
     assert retry_run.data.tags["lorasweep.node_id"] != node2  # retried on another actor
+
+
+def _actor_pids() -> set[int]:
+    import psutil
+
+    out = set()
+    for p in psutil.process_iter(["name", "cmdline"]):
+        if "TrialActor" in " ".join(p.info["cmdline"] or []) + (p.info["name"] or ""):
+            out.add(p.pid)
+    return out
+
+
+@needs_ray
+@pytest.mark.slow
+def test_killed_coordinator_takes_its_actors_along_and_a_rerun_resumes(cluster, in_tmp):
+    import psutil
+
+    study = f"ray_coord_{uuid.uuid4().hex[:8]}"
+    cmd = [sys.executable, "-m", "sweep", "+experiment=smoke", "sweep.backend=ray", f"sweep.ray.address={cluster['ray']}",
+           f"sweep.study_name={study}", f"tracking.tracking_uri={cluster['mlflow']}", "sweep.progress=plain",
+           "train.max_steps=40"]
+    env = {**os.environ, "LORASWEEP_FAULTS": "", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    deadline, actors = time.time() + 300, set()
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            states = [t.state for t in _study(study).get_trials()]
+        except Exception:
+            states = []
+        if C.COMPLETE in states and C.RUNNING in states:
+            actors = _actor_pids()
+            proc.kill()  # the coordinator dies mid-trial (SIGKILL)
+            break
+        time.sleep(0.3)
+    first, _ = proc.communicate(timeout=60)
+    assert actors, first
+    gone = psutil.wait_procs([psutil.Process(p) for p in actors if psutil.pid_exists(p)], timeout=30)[1]
+    assert not gone, f"actors outlived their coordinator by 30 s: {[p.pid for p in gone]}"
+    complete_before = {t.number for t in _study(study).get_trials() if t.state == C.COMPLETE}
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)  # the same command resumes
+    assert rerun.returncode == 0, first + rerun.stdout + rerun.stderr
+    trials = _study(study).get_trials()
+    states = [t.state for t in trials]
+    assert states.count(C.COMPLETE) == 6 and C.RUNNING not in states
+    assert complete_before <= {t.number for t in trials if t.state == C.COMPLETE}
+    assert any("sweep process died" in t.user_attrs.get("failure_reason", "") for t in trials if t.state == C.FAIL)
+    assert not [r for r in _trial_runs(cluster, study) if r.info.status == "RUNNING"]
+
