@@ -94,6 +94,12 @@ def connect(address: str, namespace: str):
     kwargs: dict[str, Any] = {"namespace": namespace, "log_to_driver": False, "configure_logging": False}
     if address == "local":
         kwargs.update(include_dashboard=False)
+        if not ({"RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"} & set(os.environ)):
+            # a private Ray gets a private token: Ray would otherwise save one in ~/.ray/auth_token, which then turns on
+            # token authentication for any later `ray start --head` on this machine
+            import secrets
+
+            os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
     try:
         ray.init(address=address, **kwargs)
     except Exception as exc:  # ConnectionError, a version mismatch, a refused Ray Client ...
