@@ -164,9 +164,9 @@ class RayPool:
     def _answer(self, s: _Slot, kind: str, value, error) -> list[Event]:
         from ray.exceptions import ActorUnavailableError, RayActorError
 
+        s.out.discard(kind)
         if kind in ("run", "reply"):
             return []  # failures show in the trial's next_event
-        s.out.discard(kind)
         if isinstance(error, ActorUnavailableError):
             s.unreachable = True  # pinged (or asked to be ready) again until it answers or is declared dead
             return []

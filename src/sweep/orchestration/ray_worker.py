@@ -25,6 +25,7 @@ from pathlib import Path
 
 from sweep.orchestration import shipped
 from sweep.orchestration.worker import execute, memory_mb, placement
+from sweep.text import one_line
 
 
 class TrialActor:
@@ -98,7 +99,7 @@ class TrialActor:
         except BaseException as exc:  # noqa: BLE001 - the coordinator must hear of it, or it waits for ever
             from sweep.results import TrialResult, TrialStatus
 
-            result, files = TrialResult(TrialStatus.FAILED, {}, f"worker: {type(exc).__name__}: {exc}"[:300]), {}
+            result, files = TrialResult(TrialStatus.FAILED, {}, f"worker: {type(exc).__name__}: {one_line(exc, 300)}"), {}
             result.config_hash = task["config_hash"]
         finally:
             shutil.rmtree(folder, ignore_errors=True)
