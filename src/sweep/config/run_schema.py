@@ -88,6 +88,7 @@ class SweepConfig:
     trial_timeout_s: float | None = None  # wall-clock limit of one trial; null = none
     retry_failed: int = 0  # times a trial whose worker died is retried with the same params
     reuse_completed: bool = True  # a config hash that already completed is not retrained
+    baseline: bool = True  # measure the base model without an adapter once per (model, quant, data, batch)
     storage_timeout_s: float = 60.0  # sqlite storage: seconds to wait for another process's lock before failing
     heartbeat_interval_s: int = 10  # Optuna heartbeat of running trials
     grace_period_s: int = 60  # a running trial without heartbeat for this long is failed

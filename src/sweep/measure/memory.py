@@ -59,6 +59,9 @@ class MemoryReading:
     peak_reserved_mb: float  # GPU: max reserved; CPU: peak RSS of the whole process
     kind: str  # "cuda_allocated" | "cpu_rss_delta"
 
+    def metrics(self) -> dict[str, float]:
+        return {"peak_memory_mb": self.peak_mb, "peak_reserved_mb": self.peak_reserved_mb}
+
 
 class PeakMemory:
     """Context manager measuring the peak memory of the enclosed block."""

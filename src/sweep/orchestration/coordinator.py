@@ -9,6 +9,7 @@ coordinators, retries, MLflow reconciliation), sweep_run (the study's MLflow run
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -17,12 +18,15 @@ from pathlib import Path
 
 from sweep.config import snapshot
 from sweep.config.compose import RunConfig
+from sweep.orchestration.arms import Arms, arm_keys
+from sweep.orchestration.arms import describe as describe_arms
 from sweep.orchestration.dispatch import Dispatcher, Pending
-from sweep.orchestration.pool import Done, Lost, Ready, Recycler, Report, Started, WorkerPool, plan_workers
+from sweep.orchestration.pool import Done, Lost, Ready, Recycler, Report, Started, Tracked, WorkerPool, plan_workers
 from sweep.orchestration.progress import Progress
 from sweep.orchestration.recovery import Recovery
-from sweep.orchestration.study import SweepStudy, storage_url
+from sweep.orchestration.study import SweepStudy, optuna_nop, optuna_random, storage_url
 from sweep.orchestration.summary import SweepSummary, best_trials
+from sweep.tracking import tags as T
 from sweep.tracking.sweep_run import sweep_tracking
 
 
@@ -56,6 +60,7 @@ class Coordinator:
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
         self.pool = pool
         self.inflight: dict[int, Pending] = {}  # worker id -> its trial
+        self.finishing: dict[int, tuple[int, Pending, object]] = {}  # trial number -> (worker, trial, result): run closing
         self.interrupted = False
         self.terminated = False  # interrupted by SIGTERM rather than Ctrl-C
         self.t_start = time.time()
@@ -64,17 +69,22 @@ class Coordinator:
     # ---------------------------------------------------------------- set-up
     def open(self) -> None:
         self.progress = Progress(self.cfg.progress, self.cfg.n_trials, self.study_name, self.cfg.objectives)
-        self.tracking = sweep_tracking(self.rc, self.study_name, self.url)
+        self.tracking = sweep_tracking(self.rc, self.study_name, self.url, {T.ARMS: json.dumps(describe_arms(self.cfg))})
         self.recovery: Recovery | None = None
-        self.study = SweepStudy(self.cfg, self.study_name, self.url, on_stale=lambda s, t: self.recovery.on_stale(s, t))
+        arms = arm_keys(self.cfg)
+        quiet = dict(sampler=optuna_random(self.cfg), pruner=optuna_nop()) if arms else {}  # the arms sample and prune
+        self.study = SweepStudy(self.cfg, self.study_name, self.url, on_stale=lambda s, t: self.recovery.on_stale(s, t),
+                                **quiet)
         self.study.study.set_user_attr("experiment", self.rc.name)
+        self.arms = Arms(self.cfg, self.study) if arms else None
         self.tracking.open()
         self.recovery = Recovery(self.study, self.tracking, retry_failed=self.cfg.retry_failed,
                                  objectives=self.cfg.objectives, out_dir=self.out_dir, log=self.progress.message)
         self.recovery.settle_orphans(self.cfg.grace_period_s)
         self.recovery.reconcile()
         self.snapshot = snapshot.take(self.rc.config_dirs)
-        self.dispatch = Dispatcher(self.rc, self.study, self.tracking, self.snapshot, owner=self.owner,
+        self.arms.sync(self.study, self.cfg.grace_period_s) if self.arms else None
+        self.dispatch = Dispatcher(self.rc, self.study, self.arms, self.tracking, self.snapshot, owner=self.owner,
                                    out_dir=self.out_dir, progress=self.progress)
 
     # ---------------------------------------------------------------- events
@@ -85,23 +95,50 @@ class Coordinator:
                 self.t_ready = time.time()
         elif isinstance(ev, Started) and pending is not None:
             pending.run_id = ev.run_id
-            if ev.run_id:
+            if ev.run_id and not pending.is_baseline:
                 self.study.set_attrs(pending.number, {"mlflow_run_id": ev.run_id})
         elif isinstance(ev, Report):
             prune = pending is not None and self.dispatch.prune(pending, ev.step, ev.metrics)
             self.pool.reply(ev.wid, {"type": "prune_reply", "prune": prune})
         elif isinstance(ev, Done) and pending is not None:
             del self.inflight[ev.wid]
-            self.dispatch.tell(pending, ev.result)
-            self.progress.finished(self.study.counts(), len(self.inflight))
-        elif isinstance(ev, Lost) and pending is not None:
-            del self.inflight[ev.wid]
-            self._lost(pending, ev.reason)
+            if ev.tracked:
+                self._tell(pending, ev.result)
+            else:  # the worker takes its next trial while it closes this one's MLflow run: told once closed
+                self.finishing[pending.number] = (ev.wid, pending, ev.result)
+        elif isinstance(ev, Tracked) and ev.trial_number in self.finishing:
+            _, done, result = self.finishing.pop(ev.trial_number)
+            self._tell(done, result)
+        elif isinstance(ev, Lost):
+            for number, (wid, done, result) in list(self.finishing.items()):
+                if wid == ev.wid:  # finished, its run not closed: told now; MLflow is reconciled with it
+                    del self.finishing[number]
+                    self._tell(done, result)
+            if pending is not None:
+                del self.inflight[ev.wid]
+                self._lost(pending, ev.reason)
+
+    def _tell(self, pending: Pending, result) -> None:
+        self.dispatch.tell(pending, result)
+        self.progress.finished(self.study.counts(), len(self.inflight))
+
+    def _message(self, text: str) -> None:
+        progress = getattr(self, "progress", None)
+        (progress.message if progress is not None else print)(text)
 
     def _lost(self, pending: Pending, reason: str) -> None:
+        if pending.is_baseline:
+            self.dispatch.baselines.lost(pending.task, reason)
+            return
         self.dispatch.failures += 1
         self.recovery.trial_lost(pending.number, reason)
         self.progress.event(pending.number, "failed", reason)
+
+    def _drop_held(self, reason: str) -> None:
+        """Trials asked but never handed to a worker in this session: failed (and retried by the next run)."""
+        for pending in self.dispatch.held():
+            self.recovery.trial_lost(pending.number, reason)
+        self.dispatch.reuse.waiting, self.dispatch.ready = [], []
 
     def _check_timeouts(self) -> None:
         limit = self.cfg.trial_timeout_s
@@ -116,22 +153,25 @@ class Coordinator:
         self.t_start = time.time()
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
         try:
+            # workers import torch/peft while this process opens the study and the MLflow run
+            self.pool = self.pool or make_pool(self.rc, self._message)
+            self.pool.start()
             self.open()
             self.progress.start(self.study.counts())
-            self.pool = self.pool or make_pool(self.rc, self.progress.message)
-            self.pool.start()
             self._loop()
         except KeyboardInterrupt as exc:
             self.interrupted = True
             self.terminated = isinstance(exc, Terminated)
             what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted (Ctrl-C)"
             self.progress.message(f"{what}: stopping workers, marking running trials FAIL (rerun the same command to resume)")
+            for _, done, result in list(self.finishing.values()):  # finished trials keep their results
+                self.dispatch.tell(done, result)
+            self.finishing.clear()
             for pending in list(self.inflight.values()):
                 self._lost(pending, f"{what}; rerun the same command to resume")
             self.inflight.clear()
             if hasattr(self, "dispatch"):
-                for number in self.dispatch.held():
-                    self.recovery.trial_lost(number, f"{what} before it ran")
+                self._drop_held(f"{what} before it ran")
         finally:
             self._close()
             signal.signal(signal.SIGTERM, previous)
@@ -153,19 +193,24 @@ class Coordinator:
                         if pending is not None:
                             self.inflight[wid] = pending
                             self.pool.submit(wid, pending.task)
-                            self.progress.event(pending.number, "started", f"{self.pool.describe(wid)} hash {pending.task['config_hash']}")
+                            what = ("the base model without an adapter (baseline)" if pending.is_baseline
+                                    else f"hash {pending.task['config_hash']}")
+                            self.progress.event(pending.number, "started", f"{self.pool.describe(wid)}: {what}")
             counts = self.study.counts()
             self.progress.update(counts, len(self.inflight))
-            if not self.inflight and not self.dispatch.held() and (stopping or counts["finished"] >= self.cfg.n_trials):
+            if not self.inflight and not self.finishing and not self.dispatch.held() and not self.dispatch.ready and (
+                    stopping or counts["finished"] >= self.cfg.n_trials):
                 return
-            if stopping and not self.inflight:  # held trials will not run in this session
-                for number in self.dispatch.held():
-                    self.recovery.trial_lost(number, "the sweep stopped before it could run")
-                self.dispatch.waiting, self.dispatch.ready = [], []
+            if stopping and not self.inflight and not self.finishing:  # held trials will not run in this session
+                self._drop_held("the sweep stopped before it could run")
                 return
             if time.time() - last_beat >= self.cfg.heartbeat_interval_s / 2:
-                self.study.heartbeat([p.number for p in self.inflight.values()] + self.dispatch.held())
+                finishing = [done for _, done, _ in self.finishing.values()]
+                self.study.heartbeat([p.number for p in [*self.inflight.values(), *finishing, *self.dispatch.held()]
+                                      if not p.is_baseline])
                 self.recovery.settle_orphans(self.cfg.grace_period_s)
+                if self.arms:
+                    self.arms.sync(self.study, self.cfg.grace_period_s)
                 last_beat = time.time()
             for ev in self.pool.events(timeout=1.0):
                 self._handle(ev)
@@ -181,6 +226,8 @@ class Coordinator:
             self.snapshot.remove()
         if getattr(self, "recovery", None) is not None:
             self.recovery.reconcile()
+            if self.arms:
+                self.arms.sync(self.study, self.cfg.grace_period_s)
             self.tracking.close(self.interrupted)
 
     def summary(self, wall_s: float) -> SweepSummary:

@@ -1,9 +1,11 @@
-"""Dispatch: Optuna's ask and tell, and the task a worker receives for a trial.
+"""Dispatch: Optuna's ask and tell, and the task a worker receives.
 
-`next()` asks the study for a trial, samples its parameters, composes its config and
-either hands back a task for a worker or settles the trial on the spot (a config that
-does not validate fails, a config hash that already completed is reused instead of
-retrained). `tell()` turns a worker's TrialResult into Optuna's state and values.
+`next()` hands an idle worker its next task: the study's baseline when a trial's base
+model has none yet, a trial whose twin has since failed, or a new trial. A new trial is
+proposed by its question arm's sampler (arms.py) or by the study's own; its config is
+composed and either becomes a task or is settled on the spot (a config that does not
+validate fails, a completed config hash is reused, one training elsewhere waits for it).
+`tell()` turns a worker's TrialResult into Optuna's state and values (mirrored to the arm).
 """
 
 from __future__ import annotations
@@ -14,18 +16,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sweep.baseline import baseline_key
 from sweep.config.compose import RunConfig, trial_dict
 from sweep.config.errors import ConfigError
 from sweep.config.hashing import config_hash
 from sweep.config.schema import TrialConfig
 from sweep.config.snapshot import ConfSnapshot
 from sweep.orchestration import space as sp
+from sweep.orchestration.arms import ARM_ATTR, ARM_TRIAL_ATTR, MAIN_TRIAL_ATTR, Arms
+from sweep.orchestration.baselines import Baselines
 from sweep.orchestration.recovery import OWNER_ATTR, trial_folder
+from sweep.orchestration.reuse import Reuse
 from sweep.orchestration.study import SweepStudy
 from sweep.results import TrialResult, TrialStatus, objective_values
 from sweep.tracking import tags as T
 
-FAULTS_ENV = "LORASWEEP_FAULTS"  # test hook: "3:oom,5:nan,2:kill" (trial number: fault)
+RUN_ATTR = "run"  # trial user attribute: where and how long it ran {"device", "duration_s", "bookkeeping_s"}
+FAULTS_ENV = "LORASWEEP_FAULTS"  # test hook: "3:oom,5:nan,2:kill,4:disk_full" (trial number: fault)
 
 
 def faults_from_env() -> dict[int, str]:
@@ -38,24 +45,30 @@ def faults_from_env() -> dict[int, str]:
 
 @dataclass
 class Pending:
-    """A trial asked from Optuna, with the task that runs it."""
+    """A task handed (or about to be handed) to a worker: a trial asked from Optuna, or a baseline."""
 
-    trial: Any  # optuna.Trial (for report/should_prune)
+    trial: Any  # optuna.Trial of the main study (report/should_prune, tell); None for a baseline
     task: dict
     started: float = 0.0
     run_id: str | None = None
+    arm_trial: Any = None  # the arm study's mirror trial (pruning within the arm)
 
     @property
     def number(self) -> int:
-        return self.trial.number
+        return self.trial.number if self.trial is not None else -1
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.task["type"] == "baseline"
 
 
 class Dispatcher:
-    def __init__(self, run: RunConfig, study: SweepStudy, tracking, snapshot: ConfSnapshot, *, owner: str, out_dir: Path,
-                 progress):
+    def __init__(self, run: RunConfig, study: SweepStudy, arms: Arms | None, tracking, snapshot: ConfSnapshot, *,
+                 owner: str, out_dir: Path, progress):
         self.rc = run
         self.cfg = run.sweep
         self.study = study
+        self.arms = arms
         self.tracking = tracking
         self.snapshot = snapshot
         self.owner = owner
@@ -64,153 +77,153 @@ class Dispatcher:
         self.base = run.trial_base
         self.group_params = sp.group_params(self.cfg.space)
         self.faults = faults_from_env()
+        self.reuse = Reuse(study, tracking, out_dir, progress)
+        self.baselines = Baselines(study, tracking, out_dir, progress, enabled=self.cfg.baseline)
+        self.ready: list[Pending] = []  # tasks to hand out before asking for new trials
         self.failures = 0  # trials failed in this session (a runaway failure loop stops the sweep)
         self.compute_s = 0.0  # summed duration of the trials this session trained
         self.trials_run = 0
-        self.waiting: list[tuple] = []  # (trial, config dict, hash, twin number): same config training elsewhere
-        self.ready: list[Pending] = []  # trials whose twin did not complete: to train on the next idle worker
 
+    # ---------------------------------------------------------------- asking
     def want_more(self) -> bool:
         """Another trial is needed: finished + running (on every machine) is short of n_trials."""
         c = self.study.counts()
         return c["finished"] + c["RUNNING"] < self.cfg.n_trials
 
+    def held(self) -> list[Pending]:
+        """Trials asked here that no worker runs yet (waiting for a twin, or ready)."""
+        return [p for p, _ in self.reuse.waiting] + [p for p in self.ready if not p.is_baseline]
+
     def next(self) -> Pending | None:
-        """The next trial for an idle worker: one whose twin has since failed, else a new one asked from Optuna.
-        None when the trial was settled here (reused, invalid config) or waits for a twin running elsewhere."""
+        """The next task for an idle worker, or None when the trial was settled here or waits for its twin."""
         if self.ready:
             return self.ready.pop(0)
-        trial = self.study.study.ask()
+        trial, arm_trial, params = self._ask()
         n = trial.number
-        self.study.set_attrs(n, {OWNER_ATTR: self.owner})
-        self.study.heartbeat([n])
         try:
-            params = sp.suggest(trial, self.cfg.space, self.base)
             tdict = trial_dict(self.rc.overrides, params, self.group_params, conf=self.snapshot.conf,
                                config_dirs=self.snapshot.config_dirs)
             cfg = TrialConfig.from_dict(tdict)
         except ConfigError as exc:
-            self.fail_untrained(trial, "config: " + "; ".join(exc.problems))
+            self.fail_untrained(Pending(trial, {"type": "run"}, arm_trial=arm_trial), "config: " + "; ".join(exc.problems))
             return None
         h = config_hash(cfg)
-        self.study.set_attrs(n, {"config_hash": h, "sampled_params": {k: (v if not isinstance(v, (list, dict)) else str(v))
-                                                                      for k, v in params.items()}})
+        self.study.set_attrs(n, {"config_hash": h})
+        pending = self._pending(trial, tdict, h, arm_trial)
         if self.cfg.reuse_completed:
-            prior = self._completed(h)
+            prior = self.reuse.completed(h)
             if prior is not None:
-                self._reuse(trial, prior, h, tdict)
+                self._reuse_done(pending, prior)
                 return None
-            twin = self._running_twin(h, n)
-            if twin is not None:  # the same config is training right now: wait for its result instead of training it twice
-                self.waiting.append((trial, tdict, h, twin))
-                self.progress.event(n, "waiting", f"config {h} is being trained as trial {twin}")
+            twin = self.reuse.running_twin(h, n)
+            if twin is not None:  # the same config is training right now: wait for its result, do not train it twice
+                self.reuse.wait(pending, twin)
                 return None
-        return self._pending(trial, tdict, h)
+        baseline = self.baselines.needed(tdict, self.owner)
+        if baseline is not None:  # the base model is measured on the next free worker, after this trial started
+            self.ready.insert(0, Pending(None, baseline, started=time.time()))
+        return pending
 
-    def _pending(self, trial, tdict: dict, h: str) -> Pending:
+    def _ask(self):
+        """(main trial, arm trial or None, its parameters): an enqueued trial (a retry) first, else a new proposal."""
+        study = self.study.study
+        if self.arms is None:
+            trial = study.ask()
+            self._claim(trial.number)
+            return trial, None, sp.suggest(trial, self.cfg.space, self.base)
+        if self.study.counts()["WAITING"]:
+            trial = study.ask()
+            self._claim(trial.number)
+            params = sp.suggest(trial, self.cfg.space, self.base)
+            arm = self.arms.of(params)
+            arm_trial = self.arms.follow(arm, params, self.base)
+        else:
+            arm = self.arms.choose() or self.arms.arms[0]
+            arm_trial, params = self.arms.propose(arm, self.base)
+            study.enqueue_trial(params, user_attrs={ARM_ATTR: arm.label, ARM_TRIAL_ATTR: arm_trial.number},
+                                skip_if_exists=False)
+            trial = study.ask()
+            self._claim(trial.number)
+            params = sp.suggest(trial, self.cfg.space, self.base)
+            if trial.user_attrs.get(ARM_TRIAL_ATTR) != arm_trial.number:  # another machine took our proposal: follow it
+                arm = self.arms.of(params)
+                arm_trial = self.arms.follow(arm, params, self.base)
+        if trial.user_attrs.get(ARM_TRIAL_ATTR) != arm_trial.number:  # a retry: its enqueued attrs had no arm trial
+            self.study.set_attrs(trial.number, {ARM_ATTR: arm.label, ARM_TRIAL_ATTR: arm_trial.number})
+        arm.study.set_attrs(arm_trial.number, {MAIN_TRIAL_ATTR: trial.number})
+        return trial, (arm, arm_trial), params
+
+    def _claim(self, number: int) -> None:
+        self.study.set_attrs(number, {OWNER_ATTR: self.owner})
+        self.study.heartbeat([number])
+
+    def _pending(self, trial, tdict: dict, h: str, arm_trial) -> Pending:
         n = trial.number
         tags = {T.STUDY: self.study.name, T.TRIAL_NUMBER: str(n), T.CONFIG_HASH: h, T.SEED: str(tdict["train"]["seed"]),
-                T.STATUS: "RUNNING", T.EXPERIMENT: self.rc.name}
+                T.STATUS: "RUNNING", T.EXPERIMENT: self.rc.name, T.ARM: arm_trial[0].label if arm_trial else "",
+                T.BASELINE_KEY: baseline_key(tdict)}
         task = {"type": "run", "trial_number": n, "config": tdict, "config_hash": h,
                 "output_dir": str(trial_folder(self.out_dir, n, h).resolve()),
                 "max_trainable_params": self.cfg.max_trainable_params, "fault": self.faults.get(n),
                 "tracking": self.tracking.trial_spec, "tags": tags}
-        return Pending(trial, task, started=time.time())
+        return Pending(trial, task, started=time.time(), arm_trial=arm_trial)
 
-    def _completed(self, h: str):
-        """The first trial that completed config hash `h` by training (not by reuse), or None."""
-        for t in self.study.trials("COMPLETE"):
-            if t.user_attrs.get("config_hash") == h and "reused_from" not in t.user_attrs:
-                return t
-        return None
-
-    def _running_twin(self, h: str, number: int) -> int | None:
-        """Another RUNNING trial (any machine's) training config hash `h`, not itself waiting for one."""
-        waiting = {t.number for t, *_ in self.waiting}
-        for t in self.study.trials("RUNNING"):
-            if t.number != number and t.number not in waiting and t.user_attrs.get("config_hash") == h:
-                return t.number
-        return None
-
+    # ---------------------------------------------------------------- settling
     def settle_waiting(self) -> None:
-        """Trials waiting for a twin: reuse its result once it completed; train them once it did not."""
-        still = []
-        for trial, tdict, h, twin in self.waiting:
-            state = self.study.trial(twin).state.name
-            if state == "RUNNING":
-                still.append((trial, tdict, h, twin))
-                continue
-            prior = self._completed(h)
-            if prior is not None:
-                self._reuse(trial, prior, h, tdict)
-            else:
-                self.ready.append(self._pending(trial, tdict, h))
-        self.waiting = still
+        self.reuse.settle_waiting(self._reuse_done, self.ready.append)
 
-    def held(self) -> list[int]:
-        """Numbers of trials asked here that no worker runs yet (waiting for a twin, or ready)."""
-        return [t.number for t, *_ in self.waiting] + [p.number for p in self.ready]
+    def _reuse_done(self, pending: Pending, prior) -> None:
+        attrs = self.reuse.reuse(pending.number, prior, pending.task["config_hash"], pending.task["config"],
+                                 pending.task["tags"])
+        self.study.set_attrs(pending.number, attrs)
+        self._tell(pending, prior.values, None)
 
-    def _reuse(self, trial, prior, h: str, tdict: dict) -> None:
-        """A config hash that already completed: copy its result instead of retraining."""
-        from sweep.provenance import git_state
-
-        metrics = dict(prior.user_attrs.get("metrics") or {})
-        tags = {T.STUDY: self.study.name, T.TRIAL_NUMBER: str(trial.number), T.CONFIG_HASH: h, T.EXPERIMENT: self.rc.name,
-                T.SEED: str(tdict["train"]["seed"]), T.STATUS: "COMPLETE", T.REUSED_FROM: str(prior.number),
-                T.DEVICE: str(prior.user_attrs.get("device", "")), T.GIT_SHA: str(git_state()["git_sha"])}
-        run_id = self.tracking.record_reuse(tags, tdict, metrics)
-        self._reuse_folder(trial.number, prior, h, tdict)
-        self.study.set_attrs(trial.number, {"metrics": metrics, "reused_from": prior.number,
-                                            **({"mlflow_run_id": run_id} if run_id else {})})
-        self.study.study.tell(trial, prior.values)
-        self.progress.event(trial.number, "reused", f"config {h} already completed as trial {prior.number}")
-
-    def _reuse_folder(self, number: int, prior, h: str, tdict: dict) -> None:
-        """The reused trial's folder: its config, the prior result marked `reused_from`, a link to the prior adapter."""
-        import json
-
-        import yaml
-
-        src, dst = trial_folder(self.out_dir, prior.number, h), trial_folder(self.out_dir, number, h)
-        try:
-            dst.mkdir(parents=True, exist_ok=True)
-            (dst / "config.yaml").write_text(yaml.safe_dump(tdict, sort_keys=False))
-            result = json.loads((src / "result.json").read_text()) if (src / "result.json").is_file() else {}
-            result.update({"reused_from": prior.number, "output_dir": str(dst)})
-            (dst / "result.json").write_text(json.dumps(result, indent=2, sort_keys=True))
-            if (src / "adapter").is_dir() and not (dst / "adapter").exists():
-                (dst / "adapter").symlink_to(Path("..") / src.name / "adapter", target_is_directory=True)
-        except OSError as exc:  # the copy is a convenience: the result itself is in Optuna and MLflow
-            self.progress.message(f"trial {number}: could not write its folder {dst}: {exc}")
-
-    def fail_untrained(self, trial, reason: str) -> None:
+    def fail_untrained(self, pending: Pending, reason: str) -> None:
         import optuna
 
-        self.study.set_attrs(trial.number, {"failure_reason": reason})
-        self.study.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        self.study.set_attrs(pending.number, {"failure_reason": reason})
+        self._tell(pending, None, optuna.trial.TrialState.FAIL)
         self.failures += 1
-        self.progress.event(trial.number, "failed", reason)
+        self.progress.event(pending.number, "failed", reason)
+
+    def _tell(self, pending: Pending, values, state) -> None:
+        """Tell the main study, and mirror it to the arm's study."""
+        if values is not None:
+            self.study.study.tell(pending.trial, values)
+        else:
+            self.study.study.tell(pending.trial, state=state)
+        if pending.arm_trial is not None:
+            arm, arm_trial = pending.arm_trial
+            if values is not None:
+                arm.study.study.tell(arm_trial, values)
+            else:
+                arm.study.study.tell(arm_trial, state=state)
 
     def prune(self, pending: Pending, step: int, metrics: dict[str, float]) -> bool:
-        """Feed an intermediate evaluation to the pruner (single-objective studies only)."""
+        """Feed an intermediate evaluation to the pruner (single-objective studies only): the arm's pruner, which
+        compares the trial with its own arm's only, or the study's."""
         if len(self.cfg.objectives) != 1:
             return False
         value = metrics.get(self.cfg.objectives[0])
         if value is None:
             return False
-        pending.trial.report(float(value), int(step))
-        return pending.trial.should_prune()
+        trial = pending.arm_trial[1] if pending.arm_trial is not None else pending.trial
+        trial.report(float(value), int(step))
+        return trial.should_prune()
 
     def tell(self, pending: Pending, result: TrialResult) -> None:
         """Tell Optuna a worker's result (its MLflow run is already closed)."""
         import optuna
 
+        if pending.is_baseline:
+            self.baselines.done(pending.task, result)
+            return
         n = pending.number
         self.compute_s += result.duration_s
         self.trials_run += 1
-        attrs = {"metrics": result.json_metrics(), "device": str(result.meta.get("device", "")),
-                 "duration_s": result.duration_s}
+        attrs = {"metrics": result.json_metrics(),
+                 RUN_ATTR: {"device": str(result.meta.get("device", "")), "duration_s": result.duration_s,
+                            "bookkeeping_s": result.meta.get("bookkeeping_s")}}
         if result.error:
             attrs["failure_reason"] = result.error
         state, values = optuna.trial.TrialState.FAIL, None
@@ -223,10 +236,7 @@ class Dispatcher:
         elif result.status is TrialStatus.PRUNED:
             state = optuna.trial.TrialState.PRUNED
         self.study.set_attrs(n, attrs)
-        if state is optuna.trial.TrialState.COMPLETE:
-            self.study.study.tell(pending.trial, values)
-        else:
-            self.study.study.tell(pending.trial, state=state)
+        self._tell(pending, values, None if values is not None else state)
         if state is optuna.trial.TrialState.FAIL:
             self.failures += 1
         detail = result.error or " ".join(f"{k}={result.metrics[k]:.4g}" for k in self.cfg.objectives if k in result.metrics)

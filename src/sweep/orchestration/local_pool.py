@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 from typing import Any
 
-from sweep.orchestration.pool import Done, Event, Lost, Ready, Recycler, Report, Started, WorkerStartupError
+from sweep.orchestration.pool import Done, Event, Lost, Ready, Recycler, Report, Started, Tracked, WorkerStartupError
 from sweep.orchestration.worker import worker_main
 from sweep.results import TrialResult
 
 STOP_WAIT_S = 15  # a stopping worker gets this long to finish its current call before it is killed
+QUIET_TRACKER = "ignore:resource_tracker:UserWarning"
 
 
 @dataclass
@@ -49,6 +51,10 @@ class LocalPool:
             self._spawn(p)
 
     def _spawn(self, p: _Proc) -> None:
+        # a worker stopped mid-trial leaves a semaphore to multiprocessing's resource tracker, which frees it and
+        # says so on stderr: the tracker inherits this process's -W options
+        if QUIET_TRACKER not in sys.warnoptions:
+            sys.warnoptions.append(QUIET_TRACKER)
         ctx = mp.get_context("spawn")
         parent, child = ctx.Pipe()
         p.proc = ctx.Process(target=worker_main, args=(child, p.wid, p.gpu, p.threads), daemon=True,
@@ -64,8 +70,9 @@ class LocalPool:
 
     def stop(self, force: bool = False) -> None:
         self.stopping = True
-        for p in self.procs:
-            if p.proc is None or not p.proc.is_alive():
+        started = [p for p in self.procs if p.proc is not None and p.proc.pid is not None]
+        for p in started:
+            if not p.proc.is_alive():
                 continue
             try:
                 if force:
@@ -75,10 +82,9 @@ class LocalPool:
             except (OSError, BrokenPipeError):
                 pass  # it is dying anyway: joined and killed below
         deadline = time.time() + STOP_WAIT_S
-        for p in self.procs:
-            if p.proc is not None:
-                p.proc.join(max(0.1, deadline - time.time()))
-                self._end(p)
+        for p in started:
+            p.proc.join(max(0.1, deadline - time.time()))
+            self._end(p)
 
     # ---------------------------------------------------------------- work
     def idle(self) -> list[int]:
@@ -124,10 +130,12 @@ class LocalPool:
             return [Started(p.wid, msg["trial_number"], msg.get("run_id"))]
         if kind == "report":
             return [Report(p.wid, msg["trial_number"], int(msg["step"]), msg["metrics"])]
+        if kind == "tracked":
+            return [Tracked(p.wid, msg["trial_number"])]
         if kind == "done":
             p.busy = False
             memory = float(msg.get("memory_mb", float("nan")))
-            done = Done(p.wid, msg["trial_number"], TrialResult.from_dict(msg["result"]), memory)
+            done = Done(p.wid, msg["trial_number"], TrialResult.from_dict(msg["result"]), memory, msg.get("tracked", True))
             reason = self.recycler.due(p.wid, memory)
             if reason and not self.stopping:
                 self.log(f"{self.describe(p.wid)}: replaced between trials: {reason}")

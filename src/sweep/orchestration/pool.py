@@ -7,7 +7,8 @@ whether a worker is a process on this machine or an actor on another node.
     pool.idle() -> [wid]                 workers that are ready and have no task
     pool.submit(wid, task)               run a trial task on that worker
     pool.reply(wid, message)             answer a Report (the pruner's decision)
-    pool.events(timeout) -> [Event]      what happened since the last call (waits up to `timeout`)
+    pool.events(timeout) -> [Event]      what happened since the last call (waits up to `timeout`): Ready, Started,
+                                         Report, Done (the worker is free), Tracked (its run is closed), Lost
     pool.kill(wid, reason)               stop a worker now (a trial over its time limit); a Lost event follows
     pool.stop(force)                     stop every worker (force: do not wait for running trials)
 """
@@ -46,6 +47,13 @@ class Done:
     trial_number: int
     result: Any  # TrialResult
     memory_mb: float = float("nan")
+    tracked: bool = True  # False: the worker is free again, its run is still being closed (a Tracked event follows)
+
+
+@dataclass
+class Tracked:
+    wid: int
+    trial_number: int  # its MLflow run is closed: the trial may be told to Optuna
 
 
 @dataclass
@@ -54,7 +62,7 @@ class Lost:
     reason: str  # one line: why the worker is gone (exit code, signal, node)
 
 
-Event = Union[Ready, Started, Report, Done, Lost]
+Event = Union[Ready, Started, Report, Done, Tracked, Lost]
 
 
 class WorkerStartupError(RuntimeError):

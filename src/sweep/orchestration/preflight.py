@@ -52,7 +52,7 @@ def preflight(run: RunConfig) -> None:
 def _check_structure(run: RunConfig) -> None:
     from sweep import adapters
     from sweep.config.schema import LoraConfig, TrialConfig
-    from sweep.models.loader import inventory
+    from sweep.models.inventory_cache import cached_inventory as inventory
 
     p = Problems()
     base = run.trial_base

@@ -40,7 +40,7 @@ class Progress:
 
     # -- feed
     def event(self, number: int, kind: str, detail: str) -> None:
-        line = f"trial {number:>4} {kind:<8} {detail}"
+        line = f"{'trial ' + format(number, '>4') if number >= 0 else 'baseline  '} {kind:<8} {detail}"
         self.events = (self.events + [line])[-8:]
         if kind in ("complete",):
             try:

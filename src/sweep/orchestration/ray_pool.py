@@ -117,9 +117,10 @@ class RayPool:
 
     def submit(self, wid: int, task: dict) -> None:
         s = self.slots[wid]
-        s.busy, s.task, s.index = True, task, 0
-        _start_folder(Path(task["output_dir"]), task["config"])
-        self._call(s, "run", "run", {k: v for k, v in task.items() if k != "output_dir"})
+        s.busy, s.task, s.index = True, {"trial_number": -1, **task}, 0  # a baseline task has no number nor folder
+        if task.get("output_dir"):
+            _start_folder(Path(task["output_dir"]), task["config"])
+        self._call(s, "run", "run", {k: v for k, v in s.task.items() if k != "output_dir"})
         self._next(s)
 
     def _next(self, s: _Slot) -> None:
@@ -194,9 +195,11 @@ class RayPool:
             if kind == "started":
                 return [Started(s.wid, n, msg.get("run_id"))]
             return [Report(s.wid, n, int(msg["step"]), msg["metrics"])] if kind == "report" else []
-        folder = Path(s.task["output_dir"])
+        folder = s.task.get("output_dir")
         s.busy, s.task = False, None
-        result = shipped.unpack(TrialResult.from_dict(msg["result"]), msg.get("files") or {}, folder, msg.get("artifacts"))
+        result = TrialResult.from_dict(msg["result"])
+        if folder:
+            result = shipped.unpack(result, msg.get("files") or {}, Path(folder), msg.get("artifacts"))
         memory = float(msg.get("memory_mb", float("nan")))
         reason = self.recycler.due(s.wid, memory)
         if reason:

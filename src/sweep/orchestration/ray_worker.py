@@ -100,7 +100,7 @@ class TrialActor:
             from sweep.results import TrialResult, TrialStatus
 
             result, files = TrialResult(TrialStatus.FAILED, {}, f"worker: {type(exc).__name__}: {one_line(exc, 300)}"), {}
-            result.config_hash = task["config_hash"]
+            result.config_hash = task.get("config_hash", "")
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         self._send({"type": "done", "trial_number": n, "result": result.to_dict(), "memory_mb": memory_mb(),

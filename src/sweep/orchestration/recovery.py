@@ -109,8 +109,10 @@ class Recovery:
         except (OSError, ValueError, KeyError, TypeError):
             return False
         values = objective_values(result.metrics, self.objectives)
-        self.study.set_attrs(frozen.number, {"metrics": result.json_metrics(), "duration_s": result.duration_s,
-                                             "recovered": "result.json written before the coordinator died"})
+        self.study.set_attrs(frozen.number, {"metrics": result.json_metrics(),
+                                             "run": {"device": str(result.meta.get("device", "")),
+                                                     "duration_s": result.duration_s,
+                                                     "recovered": "result.json written before the coordinator died"}})
         if result.status is TrialStatus.COMPLETE and values is not None:
             self.study.study.tell(frozen.number, values)
         elif result.status is TrialStatus.PRUNED:

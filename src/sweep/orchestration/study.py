@@ -38,8 +38,13 @@ def make_storage(url: str, *, heartbeat_interval: int, grace_period: int, failed
                  timeout_s: float = 60.0):
     import optuna
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # its import set INFO: one line per trial is ours to print
+
     _check_url(url)
     if url.startswith("sqlite:///"):
+        from sweep import sqlite
+
+        sqlite.tune()
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     engine_kwargs = {"connect_args": {"timeout": timeout_s}} if url.startswith("sqlite") else {"pool_pre_ping": True}
     try:  # another machine may be creating the schema right now
@@ -52,10 +57,12 @@ def make_storage(url: str, *, heartbeat_interval: int, grace_period: int, failed
                            "(fix the URL, start the server, or move the corrupt file away to start a new study)"]) from None
 
 
-def make_sampler(sweep_cfg):
+def make_sampler(sweep_cfg, space: dict | None = None, seed_offset: int = 0):
+    """The configured sampler over `space` (default: the whole search space)."""
     import optuna
 
-    name, seed = sweep_cfg.sampler, sweep_cfg.sampler_seed
+    name, seed = sweep_cfg.sampler, sweep_cfg.sampler_seed + seed_offset
+    space = sweep_cfg.space if space is None else space
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=sweep_cfg.n_startup_trials, multivariate=True,
                                           group=True, constant_liar=True)
@@ -72,7 +79,7 @@ def make_sampler(sweep_cfg):
             return None
 
     try:
-        return AskTellGridSampler(sp.grid(sweep_cfg.space), seed=seed)
+        return AskTellGridSampler(sp.grid(space), seed=seed)
     except ValueError as exc:
         raise ConfigError([str(exc)]) from None
 
@@ -87,14 +94,29 @@ def make_pruner(sweep_cfg):
     return optuna.pruners.NopPruner()
 
 
-def open_study(sweep_cfg, study_name: str, storage):
-    """Create or load the study; an existing study with other objectives is an error."""
+def optuna_random(sweep_cfg):
+    """The main study's sampler when question arms propose every trial (it only ever serves enqueued ones)."""
+    import optuna
+
+    return optuna.samplers.RandomSampler(seed=sweep_cfg.sampler_seed)
+
+
+def optuna_nop():
+    import optuna
+
+    return optuna.pruners.NopPruner()
+
+
+def open_study(sweep_cfg, study_name: str, storage, sampler=None, pruner=None):
+    """Create or load the study (the configured sampler and pruner unless given); an existing study with other
+    objectives is an error."""
     import optuna
 
     directions = metrics.objective_directions(sweep_cfg.objectives)
     try:
         study = optuna.create_study(storage=storage, study_name=study_name, directions=directions,
-                                    sampler=make_sampler(sweep_cfg), pruner=make_pruner(sweep_cfg), load_if_exists=True)
+                                    sampler=sampler or make_sampler(sweep_cfg), pruner=pruner or make_pruner(sweep_cfg),
+                                    load_if_exists=True)
     except ConfigError:
         raise
     except Exception as exc:  # a database that opened but is not an Optuna one, or a locked one
@@ -118,13 +140,14 @@ def open_study(sweep_cfg, study_name: str, storage):
 class SweepStudy:
     """One study in its storage, with the operations the coordinator needs by trial number."""
 
-    def __init__(self, sweep_cfg, study_name: str, url: str, on_stale: Callable | None = None):
+    def __init__(self, sweep_cfg, study_name: str, url: str, on_stale: Callable | None = None, *, storage=None,
+                 sampler=None, pruner=None):
         self.name = study_name
         self.url = url
-        self.storage = make_storage(url, heartbeat_interval=sweep_cfg.heartbeat_interval_s,
-                                    grace_period=sweep_cfg.grace_period_s, failed_trial_callback=on_stale,
-                                    timeout_s=sweep_cfg.storage_timeout_s)
-        self.study = open_study(sweep_cfg, study_name, self.storage)
+        self.storage = storage or make_storage(url, heartbeat_interval=sweep_cfg.heartbeat_interval_s,
+                                               grace_period=sweep_cfg.grace_period_s, failed_trial_callback=on_stale,
+                                               timeout_s=sweep_cfg.storage_timeout_s)
+        self.study = open_study(sweep_cfg, study_name, self.storage, sampler=sampler, pruner=pruner)
         self.study_id = self.storage.get_study_id_from_name(study_name)
         self._ids: dict[int, int] = {}
 
@@ -134,10 +157,14 @@ class SweepStudy:
         return self._ids[number]
 
     def counts(self) -> dict[str, int]:
-        """Trials per state in the shared storage (every machine's), plus `finished` = COMPLETE + PRUNED."""
-        import optuna
+        """Trials per state in the shared storage (every machine's), plus `finished` = COMPLETE + PRUNED.
 
-        c = {s: self.storage.get_n_trials(self.study_id, optuna.trial.TrialState[s]) for s in STATES}
+        Read with one get_trials through the study's cached storage (finished trials come from memory): Optuna's
+        get_n_trials loads every trial with all its attributes, once per state."""
+        c = dict.fromkeys(STATES, 0)
+        for t in self.study.get_trials(deepcopy=False):
+            if t.state.name in c:
+                c[t.state.name] += 1
         c["finished"] = c["COMPLETE"] + c["PRUNED"]
         return c
 

@@ -20,6 +20,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -71,8 +72,90 @@ def die_with_parent() -> None:
 
 
 def execute(task: dict, *, send: Callable[[dict], None], ask_prune: Callable[[int, int, dict], bool],
-            where: dict[str, str]):
-    """Run one trial task: folder, trial, tracking. Returns the TrialResult (never raises for the trial's failure)."""
+            where: dict[str, str], finish_later: Callable[[Callable[[], None]], None] | None = None):
+    """Run one task (a trial, or the study's baseline). Returns its TrialResult (never raises for its failure).
+    `finish_later`: see _trial."""
+    if task["type"] == "baseline":
+        return _baseline(task, where)
+    return _trial(task, send=send, ask_prune=ask_prune, where=where, finish_later=finish_later)
+
+
+class Link:
+    """The worker's end of the Pipe: sends from the main thread and the run finisher, under one lock."""
+
+    def __init__(self, conn):
+        self.conn = conn
+        self.lock = threading.Lock()
+
+    def send(self, msg: dict) -> None:
+        with self.lock:
+            self.conn.send(msg)
+
+    def ask_prune(self, n: int, step: int, metrics: dict) -> bool:
+        self.send({"type": "report", "trial_number": n, "step": step, "metrics": metrics})
+        return bool(self.conn.recv().get("prune"))
+
+
+class Finisher:
+    """Closes trials' MLflow runs on a background thread, in order, then says `tracked`: the coordinator tells
+    Optuna only then, while the worker has already started its next trial."""
+
+    def __init__(self, link: Link):
+        import queue
+
+        self.link = link
+        self.jobs: queue.Queue = queue.Queue()
+        self.thread = threading.Thread(target=self._serve, name="run-finisher", daemon=True)
+        self.thread.start()
+
+    def submit(self, n: int, close_run: Callable[[], None]) -> None:
+        self.jobs.put((n, close_run))
+
+    def _serve(self) -> None:
+        while True:
+            job = self.jobs.get()
+            if job is None:
+                return
+            n, close_run = job
+            close_run()
+            try:
+                self.link.send({"type": "tracked", "trial_number": n})
+            except (OSError, BrokenPipeError):
+                return
+
+    def drain(self) -> None:
+        """Finish every pending run (before the worker leaves)."""
+        self.jobs.put(None)
+        self.thread.join()
+
+
+def _baseline(task: dict, where: dict[str, str]):
+    """The base model without an adapter, logged as the study's baseline run."""
+    from sweep.baseline import run_baseline
+    from sweep.config.schema import TrialConfig
+    from sweep.results import TrialStatus
+    from sweep.tracking import tags as T
+    from sweep.tracking.mlflow_tracker import trial_tracker
+
+    tags = {**task["tags"], T.HOST: where["host"], T.NODE_ID: where.get("node_id", ""), T.GPU: where.get("gpu", "")}
+    tracker = trial_tracker(task.get("tracking"), f"baseline-{task['baseline_key']}", tags)
+    tracker.log_params(task["config"])
+    result = run_baseline(TrialConfig.from_dict(task["config"]), placement=where)
+    try:
+        tracker.log_metrics(result.metrics)
+        tracker.set_tags({T.STATUS: result.status.value, T.FAILURE_REASON: result.error or "",
+                          T.DEVICE: str(result.meta.get("device", ""))})
+        tracker.log_dict(result.meta, "meta.json")
+        tracker.finish("FAILED" if result.status is TrialStatus.FAILED else "FINISHED")
+    except Exception as exc:  # tracking trouble must not lose the result
+        result.meta["tracking_error"] = one_line(exc, 300)
+    return result
+
+
+def _trial(task: dict, *, send: Callable[[dict], None], ask_prune: Callable[[int, int, dict], bool],
+           where: dict[str, str], finish_later: Callable[[Callable[[], None]], None] | None = None):
+    """Run one trial task: folder, trial, tracking. With `finish_later`, closing the MLflow run (tags, artifacts,
+    status) is handed to it instead of done here, so that the worker can start its next trial meanwhile."""
     from sweep.results import TrialResult, TrialStatus
     from sweep.tracking import tags as T
     from sweep.tracking.mlflow_tracker import trial_tracker
@@ -81,6 +164,7 @@ def execute(task: dict, *, send: Callable[[dict], None], ask_prune: Callable[[in
     n = task["trial_number"]
     out = Path(task["output_dir"])
     spec = task.get("tracking")
+    t0 = time.perf_counter()
     tags = {**task["tags"], T.HOST: where["host"], T.NODE_ID: where.get("node_id", ""), T.GPU: where.get("gpu", "")}
     tracker = trial_tracker(spec, f"trial-{n:04d}-{task['config_hash']}", tags)
     send({"type": "started", "trial_number": n, "run_id": tracker.run_id})
@@ -90,27 +174,34 @@ def execute(task: dict, *, send: Callable[[dict], None], ask_prune: Callable[[in
         def report(self, step: int, metrics: dict[str, float]) -> bool:
             return ask_prune(n, step, metrics)
 
+    t_run = time.perf_counter()
     try:
         result = _run(task, out, run_trial, Reporter(), tracker, where)
-    except KeyboardInterrupt:
-        tracker.set_tags({T.STATUS: "FAILED", T.FAILURE_REASON: "interrupted"})
-        tracker.finish("KILLED")
-        raise
     except Exception as exc:  # the trial folder could not be written (full disk, permissions): a trial failure
         result = TrialResult(TrialStatus.FAILED, {}, f"{type(exc).__name__}: {one_line(exc, 300)}")
         result.config_hash = task["config_hash"]
-    try:
-        tracker.set_tags({T.STATUS: result.status.value, T.FAILURE_REASON: result.error or "",
-                          T.DEVICE: str(result.meta.get("device", "")), T.GIT_DIRTY: str(result.meta.get("git_dirty", ""))})
-        for name in ("config.yaml", "result.json"):
-            tracker.log_artifact(out / name)
-        if result.meta:
-            tracker.log_dict(result.meta, "environment.json")
-        if (out / "adapter").is_dir() and (spec or {}).get("log_adapter", True):
-            tracker.log_artifact(out / "adapter", "adapter")
-        tracker.finish("FAILED" if result.status is TrialStatus.FAILED else "FINISHED")
-    except Exception as exc:  # tracking trouble must not lose the result: the coordinator reconciles the run
-        result.meta["tracking_error"] = one_line(exc, 300)
+    t_run = time.perf_counter() - t_run
+
+    def close_run() -> None:
+        try:
+            tracker.set_tags({T.STATUS: result.status.value, T.FAILURE_REASON: result.error or "",
+                              T.DEVICE: str(result.meta.get("device", "")),
+                              T.GIT_DIRTY: str(result.meta.get("git_dirty", ""))})
+            if (spec or {}).get("log_adapter", True):
+                tracker.log_artifact(out)  # the whole trial folder in one call: config, result, meta, adapter
+            else:
+                for f in sorted(out.iterdir()) if out.is_dir() else []:
+                    if f.is_file():
+                        tracker.log_artifact(f)
+            tracker.finish("FAILED" if result.status is TrialStatus.FAILED else "FINISHED")
+        except Exception as exc:  # tracking trouble must not lose the result: the coordinator reconciles the run
+            result.meta["tracking_error"] = one_line(exc, 300)
+
+    if finish_later is None:
+        close_run()
+    else:
+        finish_later(close_run)
+    result.meta["bookkeeping_s"] = time.perf_counter() - t0 - t_run  # tracking and messages on the critical path
     return result
 
 
@@ -127,7 +218,9 @@ def _run(task: dict, out: Path, run_trial, reporter, tracker, where: dict):
 
 
 def _sigterm(_signum, _frame):
-    raise KeyboardInterrupt("terminated by the coordinator")
+    """Stopped by the coordinator (Ctrl-C, SIGTERM, a timeout): leave at once and quietly. The coordinator has
+    already failed the trial and closes its MLflow run; an exception raised here could land anywhere."""
+    os._exit(143)
 
 
 def worker_main(conn, worker_id: int, gpu: str | None, threads: int) -> None:
@@ -138,28 +231,41 @@ def worker_main(conn, worker_id: int, gpu: str | None, threads: int) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     signal.signal(signal.SIGTERM, _sigterm)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle
+    link = Link(conn)
     try:
         where = _warm_up(threads, gpu)
-        conn.send({"type": "ready", "worker_id": worker_id, **where})
+        link.send({"type": "ready", "worker_id": worker_id, **where})
+        threading.Thread(target=_preload, name="preload", daemon=True).start()
+        finisher = Finisher(link)
         while True:
             msg = conn.recv()
             if msg.get("type") == "stop":
+                finisher.drain()
                 return
-            if msg.get("type") == "run":
-                result = execute(msg, send=conn.send, ask_prune=lambda n, step, m: _ask(conn, n, step, m), where=where)
-                conn.send({"type": "done", "trial_number": msg["trial_number"], "result": result.to_dict(),
-                           "memory_mb": memory_mb()})
-    except (EOFError, OSError, KeyboardInterrupt, BrokenPipeError):
-        return  # the coordinator is gone or stopped us: leave quietly
+            if msg.get("type") in ("run", "baseline"):
+                n = msg.get("trial_number", -1)
+                deferred = msg["type"] == "run"
+                result = execute(msg, send=link.send, ask_prune=link.ask_prune, where=where,
+                                 finish_later=(lambda close: finisher.submit(n, close)) if deferred else None)
+                link.send({"type": "done", "trial_number": n, "result": result.to_dict(), "memory_mb": memory_mb(),
+                           "tracked": not deferred})
+    except (EOFError, OSError, BrokenPipeError):
+        return  # the coordinator is gone: leave quietly
 
 
-def _ask(conn, n: int, step: int, metrics: dict) -> bool:
-    conn.send({"type": "report", "trial_number": n, "step": step, "metrics": metrics})
-    return bool(conn.recv().get("prune"))
+def _preload() -> None:
+    """What the first trial would otherwise import on its critical path: MLflow's client, transformers' Trainer."""
+    try:
+        import mlflow.tracking  # noqa: F401
+        import transformers  # noqa: F401
+
+        transformers.Trainer  # noqa: B018  (the lazy module imports it here)
+    except Exception:  # an optional speed-up only
+        pass
 
 
 def _warm_up(threads: int, gpu: str | None) -> dict[str, str]:
-    from sweep.quiet import quiet_libraries
+    from sweep.quiet import quiet_libraries, quiet_transformers
 
     quiet_libraries()
     import torch
@@ -170,4 +276,5 @@ def _warm_up(threads: int, gpu: str | None) -> dict[str, str]:
 
     import sweep.trial  # noqa: F401
 
+    quiet_transformers()
     return {**placement(gpu), "threads": str(torch.get_num_threads())}

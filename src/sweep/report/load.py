@@ -10,6 +10,7 @@ values parsed back from MLflow's strings), and every declared metric by name.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -24,7 +25,11 @@ from sweep.tracking.mlflow_tracker import absolute_uri, search_runs, sqlite_path
 
 DEFAULT_TRACKING_URI = "sqlite:///.mlflow/mlflow.db"
 TRIAL_COLUMNS = ("trial", "config_hash", "status", "failure_reason", "reused_from", "device", "seed", "git_sha",
-                 "run_id", "run_name", "run_status", "start_time", "host", "node_id", "gpu")  # host/node_id/gpu: where it ran
+                 "arm", "baseline_key", "host", "node_id", "gpu", "run_id", "run_name", "run_status", "start_time")
+# what a trial takes from its baseline run: the merged model computes exactly what the base model computes
+FROM_BASELINE = ("merged_latency_p50_ms", "merged_latency_p95_ms", "merged_latency_p50_ms_ci_low",
+                 "merged_latency_p50_ms_ci_high", "merged_latency_per_token_ms", "merged_latency_per_token_ms_ci_low",
+                 "merged_latency_per_token_ms_ci_high")
 STATUSES = ("COMPLETE", "PRUNED", "FAILED")
 DEFAULT_GROUP_BY = ("lora.targets",)
 DEFAULT_OBJECTIVES = ("eval_accuracy",)
@@ -49,6 +54,8 @@ class Study:
     trials: pd.DataFrame
     parent_tags: dict[str, str] = field(default_factory=dict)
     parent_params: dict[str, str] = field(default_factory=dict)
+    baselines: dict[str, dict[str, float]] = field(default_factory=dict)  # baseline key -> the base model's metrics
+    arms: list[dict] = field(default_factory=list)  # [{"arm": label, "budget": trials}] of the question's arms
 
 
 def parse_param(text: str | None):
@@ -136,8 +143,9 @@ def runs_frame(runs: list) -> pd.DataFrame:
             "status": status, "failure_reason": reason,
             "reused_from": int(reused) if reused.lstrip("-").isdigit() else None,
             "device": tags.get(T.DEVICE, ""), "seed": tags.get(T.SEED, ""),
+            "git_sha": tags.get(T.GIT_SHA, ""), "arm": tags.get(T.ARM, ""), "baseline_key": tags.get(T.BASELINE_KEY, ""),
             "host": tags.get(T.HOST, ""), "node_id": tags.get(T.NODE_ID, ""), "gpu": tags.get(T.GPU, ""),
-            "git_sha": tags.get(T.GIT_SHA, ""), "run_id": info.run_id, "run_name": info.run_name or "",
+            "run_id": info.run_id, "run_name": info.run_name or "",
             "run_status": info.status, "start_time": info.start_time,
         })
         params.append({k: parse_param(v) for k, v in run.data.params.items()})
@@ -180,8 +188,24 @@ def load_study(study: str, tracking_uri: str = DEFAULT_TRACKING_URI) -> Study:
     if not runs:
         raise ReportError(f"study {study!r} in {tracking_uri} has no trial runs yet (start or resume it: "
                           f"python -m sweep +experiment=NAME)")
+    baselines = {r.data.tags.get(T.BASELINE_KEY, ""): dict(r.data.metrics)
+                 for r in search_runs(tracking_uri, [exp.experiment_id], T.role_filter(T.ROLE_BASELINE), frame=False)
+                 if r.data.tags.get(T.STATUS) == "COMPLETE"}
     return Study(name=study, tracking_uri=tracking_uri, experiment_id=exp.experiment_id,
                  experiment=parent_tags.get(T.EXPERIMENT, study),
                  objectives=_split(parent_tags.get(T.OBJECTIVES), DEFAULT_OBJECTIVES),
                  group_by=_split(parent_tags.get(T.GROUP_BY), DEFAULT_GROUP_BY),
-                 trials=runs_frame(runs), parent_tags=parent_tags, parent_params=parent_params)
+                 trials=with_baselines(runs_frame(runs), baselines), parent_tags=parent_tags,
+                 parent_params=parent_params, baselines=baselines, arms=json.loads(parent_tags.get(T.ARMS, "[]")))
+
+
+def with_baselines(frame: pd.DataFrame, baselines: dict[str, dict[str, float]]) -> pd.DataFrame:
+    """Each trial's merged latency and its baseline's accuracy (`baseline_accuracy`), from its baseline run."""
+    out = frame.copy()
+    keys = out["baseline_key"] if "baseline_key" in out else pd.Series("", index=out.index)
+    for name in FROM_BASELINE:
+        measured = pd.to_numeric(out[name], errors="coerce") if name in out else pd.Series(np.nan, index=out.index)
+        shared = pd.Series([baselines.get(k, {}).get(name, np.nan) for k in keys], index=out.index, dtype=float)
+        out[name] = shared.where(shared.notna(), measured)
+    out["baseline_accuracy"] = [baselines.get(k, {}).get("eval_accuracy", np.nan) for k in keys]
+    return out

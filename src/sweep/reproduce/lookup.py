@@ -61,6 +61,7 @@ class Original:
     status: str
     device: str
     source: Candidate
+    threads: int = 0  # torch CPU threads the original ran with (CPU float sums depend on it); 0 = not recorded
 
 
 def normalise_prefix(prefix: str) -> str:
@@ -187,9 +188,17 @@ def load_original(chosen: list[Candidate], tracking_uri: str) -> Original:
         if not metrics:  # no result.json: the final values MLflow kept (latest step)
             metrics = dict(next((x.mlflow_metrics for x in chosen if x.mlflow_metrics and not x.reused), c.mlflow_metrics))
         return Original(c.config_hash, _load_yaml(text), metrics, c.status or str(result.get("status", "")),
-                        c.device, c)
+                        c.device, c, _recorded_threads(result))
     raise ReproduceError(f"config hash {chosen[0].config_hash}: no config.yaml found (not among the MLflow run artifacts, "
                          f"no trial folder); searched {', '.join(c.where() for c in chosen)}")
+
+
+def _recorded_threads(result: dict) -> int:
+    placement = (result.get("meta") or {}).get("placement") or {}
+    try:
+        return int(placement.get("threads") or 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 def find_original(prefix: str, tracking_uri: str, sweeps_dir: Path | str) -> Original:

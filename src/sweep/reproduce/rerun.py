@@ -45,6 +45,11 @@ def reproduce(prefix: str, *, tracking_uri: str, sweeps_dir: Path | str = "sweep
             "changed since the sweep; the rerun may legitimately differ")
     if runner is None:
         from sweep.trial import run_trial as runner
+    if original.threads and not original.device.startswith("cuda"):
+        import torch  # a CPU float sum depends on how many threads split it: rerun with the original's count
+
+        log(f"torch threads: {original.threads}, as in the original (was {torch.get_num_threads()})")
+        torch.set_num_threads(original.threads)
     out = Path(sweeps_dir) / "reproduce" / original.config_hash
     result = runner(cfg, output_dir=out)
     status = getattr(result.status, "value", str(result.status))

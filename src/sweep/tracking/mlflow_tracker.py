@@ -114,6 +114,9 @@ def client(tracking_uri: str):
     tracking_uri = absolute_uri(tracking_uri)
     path = sqlite_path(tracking_uri)
     if path is not None:
+        from sweep import sqlite
+
+        sqlite.tune()
         path.parent.mkdir(parents=True, exist_ok=True)
     return MlflowClient(tracking_uri=tracking_uri)
 

@@ -127,12 +127,14 @@ class SweepTracking:
             mt.finish_run(self.uri, self.parent_run_id, "KILLED" if interrupted else "FINISHED")
 
 
-def sweep_tracking(run, study_name: str, storage_url: str) -> SweepTracking | NullSweepTracking:
+def sweep_tracking(run, study_name: str, storage_url: str, extra_tags: dict[str, str] | None = None
+                   ) -> SweepTracking | NullSweepTracking:
     """The tracking of a sweep composed as `run` (a RunConfig): MLflow, or the null object for tracking=none."""
     if run.tracking.backend != "mlflow":
         return NullSweepTracking()
     cfg = run.sweep
     tags = {T.EXPERIMENT: run.name, T.OBJECTIVES: ",".join(cfg.objectives), T.GROUP_BY: ",".join(cfg.group_by),
+            **(extra_tags or {}),
             T.STORAGE: storage_url, T.OVERRIDES: json.dumps(run.overrides), T.CONFIG_DIRS: json.dumps(run.config_dirs),
             **{f"{T.USER_TAG}{k}": str(v) for k, v in run.tags.items()}}
     params = {"sweep.n_trials": cfg.n_trials, "sweep.sampler": cfg.sampler, "sweep.pruner": cfg.pruner,

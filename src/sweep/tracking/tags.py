@@ -8,9 +8,10 @@ from __future__ import annotations
 
 PREFIX = "lorasweep."
 
-ROLE = PREFIX + "role"  # parent | trial | serve
+ROLE = PREFIX + "role"  # parent | trial | baseline | serve
 ROLE_PARENT = "parent"
 ROLE_TRIAL = "trial"
+ROLE_BASELINE = "baseline"  # the study's base model without an adapter (sweep/baseline.py)
 
 # on every run of a study
 STUDY = PREFIX + "study"
@@ -22,6 +23,7 @@ GROUP_BY = PREFIX + "group_by"  # comma-separated config keys: the experiment's 
 STORAGE = PREFIX + "storage"  # the Optuna storage URL
 OVERRIDES = PREFIX + "overrides"  # JSON list: the command-line overrides the sweep was composed with
 CONFIG_DIRS = PREFIX + "config_dirs"  # JSON list: the user's config folders on the search path
+ARMS = PREFIX + "arms"  # JSON list of {"arm", "budget"}: the question's arms and the trials each gets
 USER_TAG = "tag."  # prefix of the experiment's free-form `tags:` copied to the parent run
 
 # trial runs
@@ -38,6 +40,7 @@ HOST = PREFIX + "host"  # where the trial ran: hostname
 NODE_ID = PREFIX + "node_id"  # Ray node id (empty on the local backend)
 GPU = PREFIX + "gpu"  # CUDA_VISIBLE_DEVICES of the worker (empty on CPU)
 ARM = PREFIX + "arm"  # the question arm of the trial (`lora.targets=qv`), empty without arms
+BASELINE_KEY = PREFIX + "baseline_key"  # the baseline (base model, quant, data, batch) a trial shares with others
 
 # MLflow's own tags
 PARENT_RUN = "mlflow.parentRunId"

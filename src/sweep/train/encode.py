@@ -1,21 +1,52 @@
 """Tokenisation and batching for the two tasks.
 
 Classification: `text` -> input ids, `label` -> class id.
-Instruction tuning: a fixed prompt template; the loss covers only the answer and
-its end token (prompt positions are labelled -100).
+Instruction tuning: the tokenizer's chat template (one user turn, instruction and
+input on two lines, then the assistant header) or a fixed plain template; the loss
+covers only the answer and its end token (prompt positions are labelled -100), and
+generation starts from the same prompt.
 """
 
 from __future__ import annotations
 
+import re
+import string
+
+from sweep.config.errors import ConfigError
+
 PROMPT_TEMPLATE = "instruction: {instruction} input: {input} answer:"
+_PUNCTUATION = re.compile(f"[{re.escape(string.punctuation)}]")
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
 
 
-def prompt_text(rec: dict) -> str:
+def resolve_prompt_format(requested: str, tok) -> str:
+    """`chat` or `plain`: auto picks chat when the tokenizer carries a chat template."""
+    has_template = bool(getattr(tok, "chat_template", None))
+    if requested == "chat" and not has_template:
+        raise ConfigError(["data.prompt_format: chat needs a tokenizer with a chat template, this one has none "
+                           "(use data.prompt_format=plain or auto)"])
+    if requested == "auto":
+        return "chat" if has_template else "plain"
+    return requested
+
+
+def user_message(rec: dict) -> str:
+    """The user turn of the chat format: the instruction, then the input on its own line."""
+    inp = rec.get("input") or ""
+    return f"{rec['instruction']}\n{inp}" if inp else rec["instruction"]
+
+
+def prompt_text(rec: dict, tok=None, fmt: str = "plain") -> str:
+    if fmt == "chat":
+        return tok.apply_chat_template([{"role": "user", "content": user_message(rec)}], add_generation_prompt=True,
+                                       tokenize=False)
     return PROMPT_TEMPLATE.format(instruction=rec["instruction"], input=rec.get("input", ""))
 
 
 def normalise_answer(text: str) -> str:
-    return " ".join(text.lower().split())
+    """SQuAD-style normalisation for exact match: lower case, no punctuation, no articles, single spaces."""
+    text = _PUNCTUATION.sub(" ", text.lower())
+    return " ".join(_ARTICLES.sub(" ", text).split())
 
 
 def encode_classification(records: list[dict], tok, max_len: int) -> list[dict]:
@@ -23,11 +54,13 @@ def encode_classification(records: list[dict], tok, max_len: int) -> list[dict]:
     return [{"input_ids": ids, "labels": int(r["label"])} for ids, r in zip(enc["input_ids"], records)]
 
 
-def encode_instruction(records: list[dict], tok, max_len: int, eos_id: int) -> list[dict]:
+def encode_instruction(records: list[dict], tok, max_len: int, eos_id: int, fmt: str = "plain") -> list[dict]:
+    """Prompt + answer + eos token ids; labels -100 on the prompt. `fmt` is a resolved format (chat | plain)."""
     out = []
+    lead = "" if fmt == "chat" else " "  # the chat template ends on a newline; the plain one on "answer:"
     for r in records:
-        p = tok(prompt_text(r), add_special_tokens=False)["input_ids"]
-        a = tok(" " + r["output"], add_special_tokens=False)["input_ids"] + [eos_id]
+        p = tok(prompt_text(r, tok, fmt), add_special_tokens=False)["input_ids"]
+        a = tok(lead + r["output"], add_special_tokens=False)["input_ids"] + [eos_id]
         p = p[: max(1, max_len - len(a))]
         ids = (p + a)[:max_len]
         labels = ([-100] * len(p) + a)[:max_len]
