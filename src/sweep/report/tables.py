@@ -28,7 +28,7 @@ GROUP_COSTS = ("trainable_params", "train_time_s", "peak_memory_mb", "merged_lat
                "monthly_total_usd")
 # candidate axes for extra grouped tables, and the most distinct values one may have
 AXES = ("lora.targets", "lora.r", "lora.method", "schedule", "lora.use_dora", "lora.use_rslora", "quant.method",
-        "lora.init", "train.lr", "model.name", "data.name")
+        "lora.init", "train.lr", "model.name", "data.name", "host", "node_id")  # host, node_id: where trials ran
 MAX_AXIS_VALUES = 8
 MISSING = "–"
 

@@ -141,8 +141,10 @@ def init_lock(tracking_uri: str):
 
 
 def ensure_experiment(tracking_uri: str, name: str, artifact_location: str) -> str:
-    """The experiment id for `name`, created with its artifacts under `artifact_location/<name>` and tagged as a
-    fine-tuning experiment (the UI then opens on its runs, not on the GenAI overview).
+    """The experiment id for `name`, created with its artifacts under `artifact_location/<name>` (an HTTP tracking
+    server keeps them in its own artifact store instead, `mlflow server --serve-artifacts`, unless
+    `artifact_location` is a URI) and tagged as a fine-tuning experiment (the UI then opens on its runs, not on the
+    GenAI overview).
 
     Retried a few times: a coordinator on another machine may be creating the store's schema or the same
     experiment at this very moment."""
@@ -155,7 +157,12 @@ def ensure_experiment(tracking_uri: str, name: str, artifact_location: str) -> s
             if exp.tags.get(T.EXPERIMENT_KIND) != T.KIND_FINETUNING:
                 c.set_experiment_tag(exp.experiment_id, T.EXPERIMENT_KIND, T.KIND_FINETUNING)
             return exp.experiment_id
-        location = (Path(artifact_location) / name).resolve().as_uri() if "://" not in artifact_location else f"{artifact_location}/{name}"
+        if "://" in artifact_location:
+            location = f"{artifact_location}/{name}"
+        elif tracking_uri.startswith(("http://", "https://")):
+            location = None  # a folder here is no place for a shared server's artifacts: the server's own store
+        else:
+            location = (Path(artifact_location) / name).resolve().as_uri()
         return c.create_experiment(name, artifact_location=location, tags={T.EXPERIMENT_KIND: T.KIND_FINETUNING})
 
     racing = ("already exists", "RESOURCE_ALREADY_EXISTS", "UNIQUE constraint", "locked", "migration", "no such table",
