@@ -15,7 +15,7 @@ FAST = ServeSettings(switch_iters=5, latency_warmup=0, latency_iters=3, measure_
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    """Three tiny studies: intent (6 labels), review (3 labels; a LoRA and a DoRA trial), and one on a wider base."""
+    """Three tiny studies: intent (6 labels), review (4 labels; a LoRA and a DoRA trial), and one on a wider base."""
     root = tmp_path_factory.mktemp("multitask")
     uri = f"sqlite:///{root}/mlflow.db"
     hashes = {"t_intent": make_study(uri, root, "t_intent", [[]]),
@@ -55,7 +55,7 @@ def test_each_adapter_reproduces_its_study_accuracy_exactly(served, store):
         assert c.served_accuracy == recorded["eval_accuracy"], c  # bit-identical on CPU
         assert c.served_loss == recorded["eval_loss"], c
         assert c.exact and c.eval_n == 32
-    assert [a.labels for a in result.adapters] == [6, 3]  # two heads of different sizes on one base
+    assert [a.labels for a in result.adapters] == [6, 4]  # two heads of different sizes on one base
 
 
 def test_mixed_batch_equals_the_per_adapter_outputs_row_by_row(served):
@@ -63,7 +63,7 @@ def test_mixed_batch_equals_the_per_adapter_outputs_row_by_row(served):
     m = result.mixed
     assert m is not None and m.rows == 16
     assert m.exact and m.predictions_equal and m.max_abs_diff == 0.0
-    assert "grouped by adapter for the heads" in m.path  # 6 vs 3 labels: PEFT's stacked heads would fail
+    assert "grouped by adapter for the heads" in m.path  # 6 vs 4 labels: PEFT's stacked heads would fail
     assert "mixed_batch_heads" in result.features and "mixed_batch" not in result.features
     assert m.mixed.p50_ms > 0 and m.grouped.p50_ms > 0
 
