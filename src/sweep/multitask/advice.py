@@ -21,10 +21,14 @@ def _latency_words(latency: list, batch: int) -> tuple[list[str], list[str], str
     slower = [r.study for r in rows if not overlap(r.unmerged, r.merged) and r.unmerged.p50_ms > r.merged.p50_ms]
     faster = [r.study for r in rows if not overlap(r.unmerged, r.merged) and r.unmerged.p50_ms < r.merged.p50_ms]
     parts = [f"{r.study} {r.unmerged.p50_ms:.3g} vs {r.merged.p50_ms:.3g} ms" for r in rows]
+    found = [f"measurably higher unmerged for {', '.join(slower)}" if slower else "",
+             f"measurably lower unmerged for {', '.join(faster)}" if faster else ""]
+    rest = [r.study for r in rows if r.study not in slower + faster]
+    if rest and (slower or faster):
+        found.append(f"indistinguishable for {', '.join(rest)}")
     summary = (f"per-request latency at batch {rows[0].batch} (unmerged vs merged p50: " + "; ".join(parts) + ") is "
-               + ("indistinguishable for every task (the 95% intervals of the medians overlap)"
-                  if not slower and not faster else
-                  f"measurably higher unmerged for {', '.join(slower) or 'no task'} and lower for {', '.join(faster) or 'no task'}"))
+               + (", ".join(f for f in found if f) + " (95% intervals of the medians)" if slower or faster else
+                  "indistinguishable for every task (the 95% intervals of the medians overlap)"))
     return slower, faster, summary
 
 

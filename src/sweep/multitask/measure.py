@@ -32,7 +32,7 @@ class Correctness:
     recorded_loss: float  # eval_loss recorded (nan when not recorded)
     served_loss: float  # eval_loss served
     eval_n: int  # eval examples
-    exact: bool  # accuracy (and loss, when recorded) identical to the last bit
+    exact: bool  # accuracy (and loss, when recorded) identical on CPU; within sweep.reproduce's GPU tolerance on GPU
 
 
 @dataclass
@@ -87,6 +87,7 @@ def correctness(model, chosen: list, data: dict[str, TaskData], tok, device: str
     import math
 
     from sweep.models.loader import eos_token_id
+    from sweep.reproduce import judge
     from sweep.train.evaluate import evaluate
 
     out = []
@@ -97,7 +98,9 @@ def correctness(model, chosen: list, data: dict[str, TaskData], tok, device: str
                       batch_size=data[c.study].eval_batch_size, device=device,
                       max_new_tokens=c.config.data.max_new_tokens, eos_id=eos_token_id(tok))
         acc, loss = float(c.metrics["eval_accuracy"]), float(c.metrics.get("eval_loss", math.nan))
-        exact = ev["eval_accuracy"] == acc and (math.isnan(loss) or ev["eval_loss"] == loss)
+        gpu = device.startswith("cuda")  # CPU: bit for bit; GPU: the tolerance reproduce applies to a rerun
+        exact = judge("eval_accuracy", acc, ev["eval_accuracy"], gpu) and (
+            math.isnan(loss) or judge("eval_loss", loss, ev["eval_loss"], gpu))
         out.append(Correctness(c.study, acc, ev["eval_accuracy"], loss, ev["eval_loss"], len(data[c.study].feats), exact))
     return out
 
