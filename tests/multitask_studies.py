@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-TINY = ["model=tiny_bert", "train=fast", "data.train_size=64", "data.eval_size=32", "tracking=none"]
+# the conftest TINY trial, with one final evaluation and one timed batch: these studies only need adapters and records
+TINY = ["model=tiny_bert", "train=fast", "data.train_size=64", "data.eval_size=32", "tracking=none", "train.eval_every=0",
+        "train.latency_warmup=0", "train.latency_iters=1"]
 
 
 class _Conn:

@@ -3,8 +3,9 @@
 Correctness reuses the trial's own evaluation (`sweep.train.evaluate.evaluate`) on each
 study's eval set, with the study's tokenisation, eval batch size and CPU thread count, so
 that on CPU the served adapter must give the recorded accuracy and loss bit for bit.
-Timings reuse `sweep.measure.latency.time_batches` and carry a confidence interval of
-their median (sweep.multitask.noise).
+Timings reuse `sweep.measure.latency.time_batches`, interleave the two sides of every
+comparison (a shared machine's load drifts), and carry a confidence interval of their
+median (sweep.multitask.noise).
 """
 
 from __future__ import annotations
@@ -118,13 +119,23 @@ def switching(model, names: list[str], iters: int) -> Timing:
     return timing(samples)
 
 
-def _timed(fn, device: str, warmup: int, iters: int) -> Timing:
+def _paired(fns: dict[str, object], device: str, warmup: int, iters: int) -> dict[str, Timing]:
+    """Time several callables interleaved (one call each per round, order alternating), so that a change of the
+    machine's load during the measurement hits every one of them alike instead of biasing the comparison."""
     import torch
 
     from sweep.measure.latency import time_batches
 
+    samples: dict[str, list[float]] = {name: [] for name in fns}
     with torch.no_grad():
-        return timing(time_batches(fn, device=device, warmup=warmup, iters=iters).samples_ms)
+        for fn in fns.values():
+            for _ in range(warmup):
+                fn()
+        names = list(fns)
+        for i in range(iters):
+            for name in (names if i % 2 == 0 else names[::-1]):
+                samples[name] += time_batches(fns[name], device=device, warmup=0, iters=1).samples_ms
+    return {name: timing(s) for name, s in samples.items()}
 
 
 def latencies(model, chosen: list, data: dict[str, TaskData], tok, device: str, *, warmup: int,
@@ -137,15 +148,15 @@ def latencies(model, chosen: list, data: dict[str, TaskData], tok, device: str, 
         feats = data[c.study].feats
         batches = {n: _batch(feats[:n], tok, device) for n in dict.fromkeys([1, min(data[c.study].eval_batch_size, len(feats))])}
         model.set_adapter(c.study, inference_mode=True)
-        unmerged = {n: _timed(lambda b=b: model(**b).logits, device, warmup, iters) for n, b in batches.items()}
         merged_model = stack.load_merged(c, device)
         stack.inference_packing(merged_model, True)
-        merged = {n: _timed(lambda b=b: merged_model(**b).logits, device, warmup, iters) for n, b in batches.items()}
+        for n, b in batches.items():
+            t = _paired({"unmerged": lambda b=b: model(**b).logits, "merged": lambda b=b: merged_model(**b).logits},
+                        device, warmup, iters)
+            rows.append(LatencyRow(c.study, n, t["unmerged"], t["merged"],
+                                   compare_text("unmerged", t["unmerged"], "merged", t["merged"])))
         del merged_model
         gc.collect()
-        for n in batches:
-            rows.append(LatencyRow(c.study, n, unmerged[n], merged[n],
-                                   compare_text("unmerged", unmerged[n], "merged", merged[n])))
     stack.inference_packing(model, False)
     return rows
 
@@ -175,7 +186,6 @@ def mixed_batch(model, chosen: list, data: dict[str, TaskData], tok, device: str
     exact = all(torch.equal(g, w) for g, w in zip(got, want))
     grouped_heads = len(set(sizes[n] for n in names)) > 1
     path = "PEFT adapter_names" + (" + rows grouped by adapter for the heads" if grouped_heads else "")
-    mixed = _timed(lambda: stack.mixed_forward(model, batch, names, sizes), device, warmup, iters)
     per_task = {c.study: _batch([f for n, f in picks if n == c.study], tok, device) for c in chosen}
 
     def grouped_run():
@@ -183,6 +193,8 @@ def mixed_batch(model, chosen: list, data: dict[str, TaskData], tok, device: str
             model.set_adapter(c.study, inference_mode=True)
             model(**per_task[c.study]).logits
 
-    grouped = _timed(grouped_run, device, warmup, iters)
+    t = _paired({"mixed": lambda: stack.mixed_forward(model, batch, names, sizes), "grouped": grouped_run},
+                device, warmup, iters)
+    mixed, grouped = t["mixed"], t["grouped"]
     return MixedBatch(rows, path, diff, preds, exact, mixed, grouped,
                       compare_text("mixed batch", mixed, "task by task", grouped))

@@ -100,6 +100,7 @@ def serve(studies: list[str], *, hashes: dict[str, str], tracking_uri: str, swee
         log("correctness: each adapter on its own eval set")
         correctness = measure.correctness(model, chosen, data, tok, device)
         log("switching and latency (unmerged vs merged)")
+        load = [os.getloadavg()[0]]  # the machine's load around the timings, reported beside them
         switch = measure.switching(model, [c.study for c in chosen], settings.switch_iters)
         latency = measure.latencies(model, chosen, data, tok, device, warmup=settings.latency_warmup,
                                     iters=settings.latency_iters)
@@ -110,6 +111,7 @@ def serve(studies: list[str], *, hashes: dict[str, str], tracking_uri: str, swee
             mixed = measure.mixed_batch(model, chosen, data, tok, device, sizes, rows=rows,
                                         warmup=settings.latency_warmup, iters=settings.latency_iters)
         threads = torch.get_num_threads()
+        load.append(os.getloadavg()[0])
         del model
         gc.collect()
         memory = None
@@ -133,7 +135,7 @@ def serve(studies: list[str], *, hashes: dict[str, str], tracking_uri: str, swee
             device=f"{device_description(device)}, {os.cpu_count()} cores", threads=threads,
             measured_at=f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC", correctness=correctness, switch=switch,
             latency=latency, mixed=mixed, memory=memory, pricing=priced, features=features, recommendation=text,
-            extra={"monthly_requests": cost.monthly_requests, "device_memory_from": "--device-memory-mb"
+            extra={"monthly_requests": cost.monthly_requests, "load_avg_1min": load, "device_memory_from": "--device-memory-mb"
                    if settings.device_memory_mb else "this machine's RAM"})
         result.run_id = track.open_run(result, tracking_uri=tracking_uri, artifact_location=artifact_location)
         files = section.write(result, cost, out_root)

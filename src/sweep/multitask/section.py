@@ -66,6 +66,14 @@ def _memory(result) -> list:
     return [Text(text), Table(frame)]
 
 
+def _load_text(result) -> str:
+    load = result.extra.get("load_avg_1min")
+    if not load:
+        return ""
+    return (f"Machine load average (1 min) {load[0]:.2f} when the timings started and {load[-1]:.2f} when they ended "
+            f"({result.device}); above the core count, other processes shared the CPU and absolute times are inflated.")
+
+
 def _latency(result) -> list:
     rows = [{"study": r.study, "batch (requests)": str(r.batch), "unmerged p50 [95% CI] (ms)": _ms(r.unmerged),
              "merged p50 [95% CI] (ms)": _ms(r.merged), "unmerged p95 (ms)": f"{r.unmerged.p95_ms:.3g}",
@@ -76,7 +84,8 @@ def _latency(result) -> list:
     return [Text(f"Adapter switch (`set_adapter`): p50 {s.p50_ms:.3g} ms, p95 {s.p95_ms:.3g} ms, 95% interval of the median "
                  f"[{s.ci_low_ms:.3g}, {s.ci_high_ms:.3g}] ms over {s.n} switches. Per-request latency: {n} timed forwards "
                  f"per cell after warm-up, {result.threads} CPU thread(s); the interval of each median is distribution-free "
-                 "(order statistics), and two medians whose intervals overlap are called indistinguishable."),
+                 "(order statistics), and two medians whose intervals overlap are called indistinguishable; the two "
+                 "sides of each comparison are timed interleaved. " + _load_text(result)),
             Table(pd.DataFrame(rows))]
 
 
