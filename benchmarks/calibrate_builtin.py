@@ -36,7 +36,7 @@ TARGETS = {
 def load(generate: bool) -> tuple[list[dict], list[dict], list[str]]:
     """(train, eval, label names); with `generate`, records also carry their template family."""
     if generate:
-        from sweep.data.builtin import INTENT_LABELS, INTENT_TRAIN, intent_rows
+        from sweep.data.builtin_intent import INTENT_LABELS, INTENT_TRAIN, intent_rows
 
         ids = {n: i for i, n in enumerate(INTENT_LABELS)}
         rows = [{**r, "label": ids[r["label"]]} for r in intent_rows()]

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-os.environ.setdefault("LORASWEEP_CONF", str(ROOT / "conf"))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from sweep.quiet import quiet_libraries  # noqa: E402

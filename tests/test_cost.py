@@ -10,7 +10,9 @@ import pytest
 
 from sweep.config.errors import ConfigError
 from sweep.report import cost as c
-from sweep.report.stats import config_points, wilson_interval, within_noise
+from sweep.noise import wilson_interval
+from sweep.report.recommend import recommend
+from sweep.report.stats import config_points, within_noise
 
 GPU = dict(hardware="A100", price_per_device_hour=2.0, devices_per_trial=4, value_per_accuracy_point_per_month=100.0,
            monthly_requests=2_000_000, batch_size_inference=8, engineering_cost=1000.0, tolerance_points=1.0,
@@ -70,7 +72,8 @@ def test_add_costs_per_trial():
     assert row["inference_usd_per_million"] == 0.625  # 36 ms / 32 = 1.125 ms/request -> 0.3125 h per million x $2
     assert row["monthly_inference_usd"] == 1.25
     assert row["monthly_total_usd"] == 1.25 + 4.0 / 12
-    assert c.baseline_of(out, cfg) == (0.75, "the worst completed trial")  # the failed trial's 0.5 is not a baseline
+    baseline, source = c.baseline_of(out, cfg)  # no baseline run recorded: the worst completed trial, said so
+    assert (baseline == 0.75).all() and source.startswith("the worst completed trial")  # the failed trial's 0.5 is not one
     assert row["monthly_benefit_usd"] == 1250.0
     assert out.iloc[1]["monthly_benefit_usd"] == 0.0
     one_off = 8.0 + 1000.0  # sweep total + engineering
@@ -86,20 +89,48 @@ def test_recommendation_cheapest_pareto_point_within_tolerance():
     costs = c.add_costs(frame, cfg)
     points = config_points(costs, ["eval_accuracy", "trainable_params", "train_time_s", "merged_latency_p50_ms",
                                    "eval_samples", "monthly_total_usd", "roi", "payback_months"])
-    rec = c.recommend(points, cfg, ["eval_accuracy"], one_off=1008.0)
+    rec = recommend(points, cfg, ["eval_accuracy"], one_off=1008.0)
     assert rec.best["trials"] == "#0" and rec.chosen["trials"] == "#1"
     assert "Recommended: #1 [bbbbbbbbbbbb]" in rec.text and "0.78 points below" in rec.text
     assert "within the 95% Wilson interval" in rec.text  # n=32: a 0.78-point gap is noise
     strict = c.CostConfig(**{**GPU, "tolerance_points": 0.5})
-    assert c.recommend(points, strict, ["eval_accuracy"], one_off=1008.0).chosen["trials"] == "#0"
+    assert recommend(points, strict, ["eval_accuracy"], one_off=1008.0).chosen["trials"] == "#0"
+
+
+def test_the_baseline_run_is_the_roi_baseline_of_its_trials():
+    cfg = c.CostConfig(**GPU)
+    frame = _frame().assign(baseline_accuracy=[0.25, 0.25, 0.25, 0.25, 0.25])
+    out = c.add_costs(frame, cfg)
+    baseline, source = c.baseline_of(out, cfg)
+    assert (baseline == 0.25).all() and source == "the base model without an adapter, measured once in this study"
+    assert out.iloc[0]["monthly_benefit_usd"] == 100.0 * (0.875 - 0.25) * 100  # USD per point x points over the base
+    fixed = c.CostConfig(**{**GPU, "baseline_accuracy": 0.5})
+    assert (c.baseline_of(out, fixed)[0] == 0.5).all()  # a configured baseline wins
+
+
+def test_a_saving_inside_the_noise_is_not_recommended():
+    cfg = c.CostConfig(**{**GPU, "tolerance_points": 5.0})
+    frame = _frame()
+    frame.loc[1, ["eval_accuracy", "train_time_s", "merged_latency_p50_ms"]] = [0.8671875, 1700.0, 36.0]  # 5.6% faster
+    points = config_points(c.add_costs(frame, cfg), ["eval_accuracy", "trainable_params", "train_time_s",
+                                                     "merged_latency_p50_ms", "eval_samples", "monthly_total_usd"])
+    rec = recommend(points, cfg, ["eval_accuracy"], one_off=0.0)
+    assert rec.chosen["trials"] == rec.best["trials"]
+    assert "indistinguishable in cost" in rec.text and "saving" not in rec.text
+    frame.loc[1, "train_time_s"] = 1500.0  # 17% faster: beyond the 10% noise of train_time_s
+    points = config_points(c.add_costs(frame, cfg), ["eval_accuracy", "trainable_params", "train_time_s",
+                                                     "merged_latency_p50_ms", "eval_samples", "monthly_total_usd"])
+    rec = recommend(points, cfg, ["eval_accuracy"], one_off=0.0)
+    assert rec.chosen["trials"] == "#1" and "saving" in rec.text and "faster to train" in rec.text
 
 
 def test_recommendation_tie_on_cost_goes_to_fewer_trainable_params():
     cfg = c.CostConfig(**{**GPU, "tolerance_points": 5.0})
     points = pd.DataFrame({"trials": ["#0", "#1", "#2"], "config_hash": ["a" * 12, "b" * 12, "c" * 12],
                            "eval_accuracy": [0.9, 0.89, 0.89], "trainable_params": [300.0, 200.0, 100.0],
-                           "monthly_total_usd": [5.0, 1.0, 1.0], "eval_n": [100.0] * 3})
-    rec = c.recommend(points, cfg, ["eval_accuracy"], one_off=0.0)
+                           "monthly_total_usd": [5.0, 1.0, 1.0], "train_time_s": [500.0, 100.0, 100.0],
+                           "eval_n": [100.0] * 3})
+    rec = recommend(points, cfg, ["eval_accuracy"], one_off=0.0)
     assert rec.chosen["trials"] == "#2"
 
 
@@ -117,19 +148,21 @@ def test_validation_reports_every_bad_key_on_its_own_line():
         c.CostConfig.from_dict({**GPU, "monthly_requests": "lots"})
 
 
-def test_cost_files_load_and_overrides_apply():
-    from sweep.config.compose import conf_dir
+def test_cost_group_composes_with_hydra_and_overrides_apply():
+    from sweep.config.compose import compose
+    from sweep.config.cost import CostConfig
 
-    local = c.load_cost_config()
-    assert local.hardware and local.price_per_device_hour >= 0
-    gpu = c.load_cost_config(conf_dir() / "cost" / "a100_cloud.yaml", ["price_per_device_hour=2.5", "cost.baseline_accuracy=0.6",
-                                                                       "monthly_benefit=null"])
-    assert gpu.price_per_device_hour == 2.5 and gpu.baseline_accuracy == 0.6
-    assert c.load_cost_config("a100_cloud", ["monthly_requests=1e7"]).monthly_requests == 1e7
-    with pytest.raises(ConfigError, match="expected key=value"):
-        c.load_cost_config(None, ["price_per_device_hour"])
+    local = compose([]).cost
+    assert isinstance(local, CostConfig) and local.hardware == "local CPU" and local.price_per_device_hour == 0.05
+    gpu = compose(["cost=a100_cloud", "cost.price_per_device_hour=2.5", "cost.baseline_accuracy=0.6"]).cost
+    assert gpu.price_per_device_hour == 2.5 and gpu.baseline_accuracy == 0.6 and gpu.hardware.startswith("NVIDIA A100")
+    assert compose(["cost=a100_cloud", "cost.monthly_requests=1e7"]).cost.monthly_requests == 1e7
+    with pytest.raises(ConfigError, match="cost.price_per_device_hour"):
+        compose(["cost.price_per_device_hour=-1"])
     with pytest.raises(ConfigError, match="cost.value_per_accuracy_point_per_month"):
-        c.load_cost_config(None, ["monthly_benefit=100"])  # both benefit inputs set
+        compose(["cost.monthly_benefit=100"])  # both benefit inputs set
+    with pytest.raises(ConfigError, match=r"override 'cost=nope'"):
+        compose(["cost=nope"])
 
 
 def test_every_cost_key_has_a_comment_with_its_unit():

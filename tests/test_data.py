@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -40,7 +41,7 @@ def test_builtin_intent_sizes_and_labels():
     assert rec.label_names == INTENT_LABELS
     assert {r["label"] for r in rec.train} == set(range(6)) == {r["label"] for r in rec.eval}
     assert all(set(r) == {"text", "label"} and isinstance(r["label"], int) for r in rec.train + rec.eval)
-    assert len(rec.fingerprint) == 16 and int(rec.fingerprint, 16) >= 0
+    assert re.fullmatch(r"[0-9a-f]{16}", rec.fingerprint), rec.fingerprint
 
 
 def test_builtin_instruct_sizes_and_short_answers():
@@ -51,7 +52,31 @@ def test_builtin_instruct_sizes_and_short_answers():
     assert {r["instruction"] for r in rec.eval} <= {r["instruction"] for r in rec.train}
 
 
-@pytest.mark.parametrize("name,key", [("intent", "text"), ("instruct", "input")])
+def test_builtin_instruct_llm_kinds_and_quotas():
+    from collections import Counter
+
+    from sweep.data.builtin_llm import LLM_QUOTAS, kind_of
+
+    rec = load(task="instruction", name="instruct_llm")
+    assert (len(rec.train), len(rec.eval)) == (588, 160)
+    assert Counter(kind_of(r) for r in rec.train) == {k: n for k, (n, _) in LLM_QUOTAS.items()}
+    assert Counter(kind_of(r) for r in rec.eval) == {k: 20 for k in LLM_QUOTAS}
+    assert all(len(r["output"].split()) <= 2 and r["output"] for r in rec.train + rec.eval)
+
+
+def test_instruct_llm_eval_items_are_never_seen_in_training():
+    from sweep.data.builtin_llm import kind_of
+
+    rec = load(task="instruction", name="instruct_llm")
+    for kind in ("capital", "past_tense", "antonym", "category"):  # list-based: split by item, not by example
+        train_words = {w for r in rec.train if kind_of(r) == kind for w in (r["input"], r["output"])}
+        eval_inputs = [r["input"] for r in rec.eval if kind_of(r) == kind]
+        assert not set(eval_inputs) & train_words, kind
+    pairs = lambda rows: {(r["instruction"], r["input"]) for r in rows}  # noqa: E731
+    assert not pairs(rec.train) & pairs(rec.eval)
+
+
+@pytest.mark.parametrize("name,key", [("intent", "text"), ("instruct", "input"), ("instruct_llm", "input")])
 def test_no_eval_example_in_train(name, key):
     train_file, eval_file = builtin.DATASETS[name][1:]
     train = builtin.BUILTIN_DIR / train_file
@@ -75,9 +100,11 @@ def test_builtin_files_are_small():
 
 
 def test_intent_label_noise_is_documented_rate():
-    rows = builtin.intent_rows()
+    from sweep.data import builtin_intent
+
+    rows = builtin_intent.intent_rows()
     noisy = sum(r["family"] == "noise" for r in rows) / len(rows)
-    assert abs(noisy - builtin.INTENT_NOISE) < 0.01
+    assert abs(noisy - builtin_intent.INTENT_NOISE) < 0.01
 
 
 def test_unknown_builtin_name_lists_the_available_ones():
@@ -92,7 +119,10 @@ def test_builtin_task_mismatch_names_data_task():
 # ---------------------------------------------------------------- fingerprints and subsampling
 
 def test_fingerprint_is_stable_and_pinned():
-    assert load().fingerprint == load().fingerprint
+    # pinned: a change to the shipped data, its loading or the fingerprint itself must show up here
+    assert load().fingerprint == "dcefc1f7c4273558"
+    assert load(task="instruction", name="instruct").fingerprint == "456017461b9cefc7"
+    assert load(eval_size=100).fingerprint == "1287c5573e698776"
     assert load().fingerprint != load(eval_size=100).fingerprint
     assert load(eval_size=100).fingerprint != load(eval_size=101).fingerprint
     assert load().fingerprint != load(task="instruction", name="instruct").fingerprint

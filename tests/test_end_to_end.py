@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from pathlib import Path
 
 import pandas as pd
@@ -10,6 +12,7 @@ from sweep.config.compose import compose
 from sweep.orchestration.coordinator import Coordinator
 
 
+@pytest.mark.slow
 def test_sweep_report_reproduce(in_tmp, capsys):
     run = compose(["+experiment=smoke", "sweep.n_trials=4", "sweep.progress=plain"])
     summary = Coordinator(run).run()
@@ -43,6 +46,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_mlflow_ui_serves_the_embedded_store(in_tmp):
     """`make ui` is the real MLflow server on the embedded sqlite store, bound to 127.0.0.1."""
     import json
@@ -75,7 +79,7 @@ def test_mlflow_ui_serves_the_embedded_store(in_tmp):
                                      headers={"Content-Type": "application/json"})
         runs = json.loads(urllib.request.urlopen(req, timeout=10).read())["runs"]
         roles = sorted(next(t["value"] for t in r["data"]["tags"] if t["key"] == "lorasweep.role") for r in runs)
-        assert roles == ["parent", "trial", "trial"]
+        assert roles == ["baseline", "parent", "trial", "trial"]  # the base model measured once per study
         page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10).read()
         assert b"MLflow" in page or b"mlflow" in page
     finally:

@@ -18,6 +18,7 @@ PG = os.environ.get("LORASWEEP_TEST_POSTGRES_URL")
 pytestmark = pytest.mark.skipif(not PG, reason="no PostgreSQL server: run .ci/start_postgres.sh and set LORASWEEP_TEST_POSTGRES_URL")
 
 
+@pytest.mark.slow
 def test_two_coordinators_share_one_postgres_study(in_tmp):
     name = f"pg_{uuid.uuid4().hex[:8]}"
     mlflow_uri = f"sqlite:///{Path('.mlflow/mlflow.db').resolve()}"

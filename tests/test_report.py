@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -120,7 +121,7 @@ def store(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def report(store, tmp_path_factory):
-    from sweep.report.cost import CostConfig
+    from sweep.config.cost import CostConfig
     from sweep.report.render import build_report
 
     out = tmp_path_factory.mktemp("reports")
@@ -147,7 +148,7 @@ def test_loaded_frame_has_one_row_per_trial_with_final_values(store):
 def test_report_lists_every_trial_and_writes_png_and_html(report, store):
     _, hashes = store
     names = {p.name for p in report.pngs}
-    assert {"pareto_trainable_ratio.png", "pareto_merged_latency_p50_ms.png", "pareto_peak_memory_mb.png",
+    assert {"pareto_trainable_ratio.png", "pareto_latency_p50_ms.png", "pareto_peak_memory_mb.png",
             "pareto_training_cost_usd.png", "groups_eval_accuracy.png"} <= names
     for png in report.pngs:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -191,11 +192,11 @@ def test_recommendation_names_the_cheaper_config_within_tolerance_and_noise(repo
 def test_cli_prints_paths_and_applies_cost_overrides(store, tmp_path, capsys):
     from sweep.report.__main__ import main
 
-    rc = main([STUDY, "--tracking-uri", store[0], "--out", str(tmp_path), "--cost-override", "price_per_device_hour=7.2",
-               "devices_per_trial=2"])
+    rc = main([STUDY, "cost.price_per_device_hour=7.2", "cost.devices_per_trial=2", "--tracking-uri", store[0],
+               "--out", str(tmp_path)])
     assert rc == 0
     printed = capsys.readouterr().out.split()
-    assert str(tmp_path / STUDY / "report.html") in printed and all((tmp_path / STUDY / p).exists() or p for p in printed)
+    assert str(tmp_path / STUDY / "report.html") in printed and all(Path(p).is_file() for p in printed)
     with (tmp_path / STUDY / "trials.csv").open() as fh:
         row = next(r for r in csv.DictReader(fh) if r["trial"] == "0")
     assert float(row["training_cost_usd"]) == 30.0 / 3600 * 7.2 * 2
@@ -247,7 +248,7 @@ def _memory_run(number: int, status_tag: str, run_status: str, cfg: dict, metric
 
 
 def test_report_of_a_study_where_nothing_completed(tmp_path):
-    from sweep.report.cost import CostConfig
+    from sweep.config.cost import CostConfig
     from sweep.report.load import Study, runs_frame
     from sweep.report.render import write_report
 

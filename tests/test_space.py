@@ -9,7 +9,7 @@ from sweep.config.compose import compose, trial_dict
 from sweep.config.run_schema import ParamSpec
 from sweep.config.schema import TrialConfig
 from sweep.orchestration import space as sp
-from sweep.orchestration.coordinator import plan_workers
+from sweep.orchestration.pool import plan_workers, visible_gpus
 
 
 def _sample(space, base, n=30, seed=0):
@@ -63,22 +63,19 @@ def test_grid_is_the_product_and_rejects_conditions():
 
 
 def test_workers_one_per_visible_gpu(monkeypatch):
-    import torch
-
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    assert visible_gpus() == ["3", "5"]
     assert [g for g, _ in plan_workers("auto", 1, 0)] == ["3", "5"]
     assert [g for g, _ in plan_workers("auto", 2, 0)] == ["3", "3", "5", "5"]
     assert [g for g, _ in plan_workers(3, 1, 0)] == ["3", "5", "3"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")  # the CUDA convention for "no GPU"
+    assert visible_gpus() == []
 
 
 def test_cpu_workers_share_the_cores(monkeypatch):
     import os
 
-    import torch
-
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
     monkeypatch.setattr(os, "cpu_count", lambda: 8)
-    assert plan_workers("auto", 1, 0) == [(None, 2)] * 4
-    assert plan_workers(2, 1, 0) == [(None, 4)] * 2
-    assert plan_workers(3, 1, 1) == [(None, 1)] * 3
+    assert plan_workers("auto", 1, 0, gpus=[]) == [(None, 2)] * 4
+    assert plan_workers(2, 1, 0, gpus=[]) == [(None, 4)] * 2
+    assert plan_workers(3, 1, 1, gpus=[]) == [(None, 1)] * 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -27,6 +28,14 @@ def _mlflow_children(study: str):
     return [r for r in runs if r.data.tags.get("lorasweep.role") == "trial"], [r for r in runs if r.data.tags.get("lorasweep.role") == "parent"]
 
 
+def _mlflow_runs(study: str, role: str):
+    from mlflow.tracking import MlflowClient
+
+    c = MlflowClient(f"sqlite:///{Path('.mlflow/mlflow.db').resolve()}")
+    runs = c.search_runs([c.get_experiment_by_name(study).experiment_id], max_results=1000)
+    return [r for r in runs if r.data.tags.get("lorasweep.role") == role]
+
+
 def _study(name: str):
     url = f"sqlite:///{Path('sweeps', name, 'study.db').resolve()}"
     return optuna.load_study(study_name=name, storage=url)
@@ -47,13 +56,22 @@ def test_three_workers_exact_trials_one_mlflow_run_each(in_tmp):
     assert sorted(int(r.data.tags["lorasweep.trial_number"]) for r in children) == list(range(6))
     assert all(r.info.status == "FINISHED" and r.data.tags["lorasweep.status"] == "COMPLETE" for r in children)
     r0 = children[0]
-    assert {"eval_accuracy", "trainable_ratio", "peak_memory_mb", "merged_latency_p50_ms"} <= set(r0.data.metrics)
+    assert {"eval_accuracy", "trainable_ratio", "peak_memory_mb", "latency_p50_ms", "train_time_s", "eval_time_s",
+            "train_share"} <= set(r0.data.metrics)
+    assert {r.data.tags["lorasweep.arm"] for r in children} == {"lora.targets=qv", "lora.targets=all_linear"}
+    baselines = _mlflow_runs("smoke", "baseline")  # the base model without an adapter, measured once for all six
+    assert len(baselines) == 1 and baselines[0].info.status == "FINISHED"
+    assert {"eval_accuracy", "merged_latency_p50_ms", "merged_latency_p50_ms_ci_low"} <= set(baselines[0].data.metrics)
+    assert {r.data.tags["lorasweep.baseline_key"] for r in children} == {baselines[0].data.tags["lorasweep.baseline_key"]}
+    arms = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(f"sqlite:///{Path('sweeps/smoke/study.db').resolve()}")}
+    assert arms == {"smoke": 6, "smoke[lora.targets=qv]": 3, "smoke[lora.targets=all_linear]": 3}  # equal budgets
     assert r0.data.params["lora.targets"] in ("qv", "all_linear") and "train.lr" in r0.data.params
     for t in trials:
         folder = Path("sweeps/smoke/trials") / f"{t.number:04d}-{t.user_attrs['config_hash']}"
         assert (folder / "result.json").exists() and (folder / "config.yaml").exists()
 
 
+@pytest.mark.slow
 def test_injected_oom_and_nan_fail_only_their_trials(in_tmp, monkeypatch):
     monkeypatch.setenv("LORASWEEP_FAULTS", "1:oom,2:nan")
     run = compose([*SMOKE, "sweep.n_trials=4", "sweep.sampler=random", "sweep.reuse_completed=false", "sweep.progress=plain"])
@@ -68,6 +86,7 @@ def test_injected_oom_and_nan_fail_only_their_trials(in_tmp, monkeypatch):
     assert by_num[1].info.status == "FAILED" and by_num[1].data.tags["lorasweep.failure_reason"].startswith("OOM")
 
 
+@pytest.mark.slow
 def test_sigkilled_worker_fails_its_trial_and_is_retried(in_tmp, monkeypatch):
     monkeypatch.setenv("LORASWEEP_FAULTS", "1:kill")
     run = compose([*SMOKE, "sweep.n_trials=3", "sweep.retry_failed=1", "sweep.progress=plain"])
@@ -84,7 +103,9 @@ def test_sigkilled_worker_fails_its_trial_and_is_retried(in_tmp, monkeypatch):
     assert len(killed) == 1 and killed[0].info.status == "FAILED"  # not left RUNNING
 
 
-@pytest.mark.parametrize("sig, reason", [(signal.SIGKILL, "sweep process died"), (signal.SIGINT, "interrupted (Ctrl-C)")])
+@pytest.mark.slow
+@pytest.mark.parametrize("sig, reason", [(signal.SIGKILL, "sweep process died"), (signal.SIGINT, "interrupted (Ctrl-C)"),
+                                         (signal.SIGTERM, "terminated (SIGTERM)")])
 def test_killed_or_interrupted_sweep_resumes_and_completes(in_tmp, sig, reason):
     env = {**os.environ, "LORASWEEP_FAULTS": "", "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "sweep", *SMOKE, "sweep.workers=1", "train.max_steps=40", "sweep.progress=plain"]
@@ -99,7 +120,10 @@ def test_killed_or_interrupted_sweep_resumes_and_completes(in_tmp, sig, reason):
                 done = [t for t in st.get_trials() if t.state == optuna.trial.TrialState.COMPLETE]
                 running = [t for t in st.get_trials() if t.state == optuna.trial.TrialState.RUNNING]
                 if done and running:
-                    os.killpg(proc.pid, sig)  # SIGKILL: the machine dies; SIGINT: Ctrl-C in the terminal
+                    if sig == signal.SIGTERM:
+                        os.kill(proc.pid, sig)  # `kill PID`, or a scheduler ending the job
+                    else:
+                        os.killpg(proc.pid, sig)  # SIGKILL: the machine dies; SIGINT: Ctrl-C in the terminal
                     killed = True
                     break
             except Exception:
@@ -107,8 +131,10 @@ def test_killed_or_interrupted_sweep_resumes_and_completes(in_tmp, sig, reason):
         time.sleep(0.3)
     code = proc.wait(60)
     assert killed, proc.stdout.read()
-    if sig == signal.SIGINT:
-        assert code == 130, proc.stdout.read()  # a clean stop, not a traceback
+    if sig in (signal.SIGINT, signal.SIGTERM):
+        out = proc.stdout.read()
+        assert code == (130 if sig == signal.SIGINT else 143), out  # a clean stop, not a traceback
+        assert "Traceback" not in out, out
     finished_before = {t.number for t in _study("smoke").get_trials() if t.state == optuna.trial.TrialState.COMPLETE}
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)  # the same command resumes
     assert out.returncode == 0, out.stdout + out.stderr
@@ -134,7 +160,13 @@ def test_completed_hash_is_reused_not_retrained(in_tmp):
     assert len({t.user_attrs["config_hash"] for t in trials}) == 1
     reused = [t for t in trials if "reused_from" in t.user_attrs]
     assert len(reused) == 2 and {t.user_attrs["reused_from"] for t in reused} == {0}
-    assert len(list(Path("sweeps/smoke/trials").iterdir())) == 1  # trained once
+    results = {f.name: json.loads((f / "result.json").read_text()) for f in Path("sweeps/smoke/trials").iterdir()}
+    trained = [name for name, r in results.items() if r.get("reused_from") is None]
+    assert trained == [f"0000-{trials[0].user_attrs['config_hash']}"]  # trained once
+    for number in (1, 2):  # the reused trials' folders: the prior result marked as such, and its adapter
+        folder = Path("sweeps/smoke/trials") / f"{number:04d}-{trials[0].user_attrs['config_hash']}"
+        assert results[folder.name]["reused_from"] == 0
+        assert (folder / "adapter" / "adapter_model.safetensors").is_file()
     assert all(t.values == trials[0].values for t in trials)
     children, _ = _mlflow_children("smoke")
     assert len(children) == 3

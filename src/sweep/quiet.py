@@ -1,4 +1,5 @@
-"""Silence library chatter that says nothing about the user's run (set before the heavy imports)."""
+"""Silence library chatter that says nothing about the user's run (set before the heavy imports, and cheap:
+importing nothing heavy itself, so that start-up does not pay for it)."""
 
 from __future__ import annotations
 
@@ -24,17 +25,14 @@ def quiet_libraries() -> None:
     # ask-and-tell with storage heartbeats is deliberate (the coordinator records them); experimental APIs pinned by tests
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
     warnings.filterwarnings("ignore", message=r".*is experimental \(supported from")
-    try:
-        from transformers.utils import logging as hf_logging
+    # optuna's own: its ExperimentalWarning subclasses UserWarning (heartbeats, TPE's `group`, fail_stale_trials are
+    # used on purpose and pinned by tests), filtered without importing optuna (a second of start-up)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"optuna")
+    warnings.filterwarnings("ignore", message=r".*(is experimental|is an experimental feature)")
 
-        hf_logging.disable_progress_bar()
-    except ImportError:
-        pass
-    try:
-        import optuna
 
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        # heartbeats, TPE's `group` and fail_stale_trials are used on purpose and pinned by tests
-        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    except ImportError:
-        pass
+def quiet_transformers() -> None:
+    """Once transformers is imported anyway (workers, single trials): no progress bars."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()

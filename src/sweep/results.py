@@ -25,12 +25,17 @@ class TrialResult:
     meta: dict = field(default_factory=dict)  # provenance: versions, git, device, fingerprints
     duration_s: float = 0.0  # wall time of the whole trial (load, train, measure)
     output_dir: str | None = None
+    reused_from: int | None = None  # the trial whose result this is a copy of (nothing was trained)
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["status"] = self.status.value
-        d["metrics"] = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in self.metrics.items()}
+        d["metrics"] = self.json_metrics()
         return d
+
+    def json_metrics(self) -> dict[str, float | None]:
+        """The metrics with non-finite values as None (JSON and Optuna user attributes hold no NaN)."""
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in self.metrics.items()}
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrialResult":
@@ -43,3 +48,14 @@ class TrialResult:
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True))
+
+
+def objective_values(metrics: dict[str, float], objectives: list[str] | tuple[str, ...]) -> list[float] | None:
+    """The objective values of a trial in order, or None when one is missing or not finite."""
+    values = []
+    for name in objectives:
+        v = metrics.get(name)
+        if v is None or not math.isfinite(float(v)):
+            return None
+        values.append(float(v))
+    return values

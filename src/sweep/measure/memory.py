@@ -39,11 +39,28 @@ def _rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def rss_mb() -> float:
+    """The process's whole resident set (VmRSS) in MiB."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 @dataclass
 class MemoryReading:
     peak_mb: float  # GPU: max allocated; CPU: peak RSS above the baseline
     peak_reserved_mb: float  # GPU: max reserved; CPU: peak RSS of the whole process
     kind: str  # "cuda_allocated" | "cpu_rss_delta"
+
+    def metrics(self) -> dict[str, float]:
+        return {"peak_memory_mb": self.peak_mb, "peak_reserved_mb": self.peak_reserved_mb}
 
 
 class PeakMemory:

@@ -1,8 +1,8 @@
-"""Base models and tokenizers: packaged (offline default), local folder, hub id, or tiny from config.
+"""Base models and tokenizers: packaged (offline default), local folder, hub id, GGUF file, or tiny from config.
 
 Every source goes through `from_pretrained` so quantization (bitsandbytes) applies
 uniformly; a tiny model is first written to a temporary folder with seeded random
-weights.
+weights, a GGUF file is converted once into a cached folder (models/gguf.py).
 """
 
 from __future__ import annotations
@@ -34,7 +34,11 @@ def packaged_path(package: str) -> Path:
 
 
 def model_location(model: ModelConfig) -> str:
-    """What `from_pretrained` receives for this model (folder or hub id)."""
+    """What `from_pretrained` receives for this model (folder or hub id); a GGUF file is converted first."""
+    if model.source == "gguf":
+        from sweep.models import gguf
+
+        return str(gguf.ensure_cached(gguf.gguf_path(model.package, model.gguf_file)))
     if model.source == "packaged":
         return str(packaged_path(model.package))
     if model.source in ("local", "hub"):
@@ -100,6 +104,13 @@ def auto_config(model: ModelConfig, task: str, num_labels: int | None):
     """The transformers config, without weights."""
     if model.source == "tiny":
         return _tiny_config(model, task, num_labels)
+    if model.source == "gguf":
+        from sweep.models import gguf
+
+        cfg = gguf.gguf_config(gguf.gguf_path(model.package, model.gguf_file))  # config only: no conversion
+        if getattr(cfg, "pad_token_id", None) is None:
+            cfg.pad_token_id = cfg.eos_token_id
+        return cfg
     from transformers import AutoConfig
 
     try:

@@ -1,8 +1,9 @@
-"""Checks that need the model's structure, done before any worker starts or any model is trained.
+"""Checks done before any worker starts, any model is trained or anything is written.
 
-The base config's adapter plan is built against the model's module inventory (meta
-device: no weights), every explicit target list and group option in the search
-space is tried, and every space key must name an existing config key.
+The data is loaded (columns, labels, empty or malformed files); the base config's adapter
+plan is built against the model's module inventory (meta device: no weights); every
+explicit target list and group option in the search space is tried; every space key must
+name an existing config key; the Optuna storage and the MLflow store must be usable.
 """
 
 from __future__ import annotations
@@ -11,19 +12,52 @@ from sweep.config.compose import RunConfig, compose_dict, get_path
 from sweep.config.errors import ConfigError, Problems
 
 
+def check_data(data, seed: int) -> None:
+    """Load the dataset once (not from the hub: that happens in the trial) so bad files fail here."""
+    if data.source == "hub":
+        return
+    from sweep.data import DataError, load_records
+
+    try:
+        load_records(task=data.task, source=data.source, name=data.name, train_file=data.train_file,
+                     eval_file=data.eval_file, train_split=data.train_split, eval_split=data.eval_split,
+                     text_field=data.text_field, label_field=data.label_field, instruction_field=data.instruction_field,
+                     input_field=data.input_field, output_field=data.output_field, train_size=data.train_size,
+                     eval_size=data.eval_size, seed=seed)
+    except DataError as exc:
+        raise ConfigError([str(exc)]) from None
+
+
+def check_stores(run: RunConfig) -> None:
+    from sweep.orchestration.study import check_storage, storage_url
+
+    check_storage(storage_url(run.sweep.storage, run.sweep.output_dir, run.study_name), run.sweep.storage_timeout_s)
+    if run.tracking.backend == "mlflow":
+        from sweep.tracking.mlflow_tracker import check_store
+
+        check_store(run.tracking.tracking_uri, run.tracking.artifact_location)
+
+
 def preflight(run: RunConfig) -> None:
+    check_data(run.trial.data, run.trial.train.seed)
+    _check_structure(run)
+    check_stores(run)
+
+
+def _check_structure(run: RunConfig) -> None:
     from sweep import adapters
     from sweep.config.schema import LoraConfig, TrialConfig
-    from sweep.models.loader import inventory
+    from sweep.models.inventory_cache import cached_inventory as inventory
 
     p = Problems()
-    base = {g: run.raw[g] for g in ("model", "data", "lora", "quant", "train")}
+    base = run.trial_base
     space = run.sweep.space
     for key, spec in space.items():
         if spec.type == "group":
             for choice in spec.choices:
                 try:
-                    TrialConfig.from_dict({**base, key: compose_dict([*run.overrides, f"{key}={choice}"])[key]})
+                    composed = compose_dict([*run.overrides, f"{key}={choice}"], run.config_dirs)
+                    TrialConfig.from_dict({**base, key: composed[key]})
                 except ConfigError as exc:
                     p.add(f"sweep.space.{key}", f"option {choice!r}: {exc.problems[0]}")
             continue

@@ -18,7 +18,7 @@ class Progress:
         self.events: list[str] = []
         self._live = None
         self._counts: dict = {}
-        self._busy: list = []
+        self._running = 0
         self._done_at_start = 0
 
     # -- lifecycle
@@ -40,7 +40,7 @@ class Progress:
 
     # -- feed
     def event(self, number: int, kind: str, detail: str) -> None:
-        line = f"trial {number:>4} {kind:<8} {detail}"
+        line = f"{'trial ' + format(number, '>4') if number >= 0 else 'baseline  '} {kind:<8} {detail}"
         self.events = (self.events + [line])[-8:]
         if kind in ("complete",):
             try:
@@ -58,9 +58,9 @@ class Progress:
         else:
             self._live.update(self._render())
 
-    def finished(self, counts: dict, busy: list) -> None:
+    def finished(self, counts: dict, running: int) -> None:
         """After a trial ended: the counts line (plain mode; the live panel shows it anyway)."""
-        self._counts, self._busy = counts, busy
+        self._counts, self._running = counts, running
         if self._live is None:
             self._print(self._status_line())
 
@@ -71,8 +71,8 @@ class Progress:
             self.events = (self.events + [text])[-8:]
             self._live.update(self._render())
 
-    def update(self, counts: dict, busy: list) -> None:
-        self._counts, self._busy = counts, busy
+    def update(self, counts: dict, running: int) -> None:
+        self._counts, self._running = counts, running
         if self._live is not None:
             self._live.update(self._render())
 
@@ -88,7 +88,7 @@ class Progress:
         c = self._counts
         eta = self.eta_s()
         return (f"{c.get('finished', 0)}/{self.n_trials} done (complete {c.get('COMPLETE', 0)}, pruned {c.get('PRUNED', 0)}), "
-                f"running {len(self._busy)}, failed {c.get('FAIL', 0)} | best {self.best} | "
+                f"running {self._running}, failed {c.get('FAIL', 0)} | best {self.best} | "
                 f"elapsed {time.time() - self.t0:.0f}s, ETA {'-' if eta is None else f'{eta:.0f}s'}")
 
     def _render(self):

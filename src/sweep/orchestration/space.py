@@ -41,11 +41,13 @@ def _active(spec: ParamSpec, params: dict[str, Any], base: dict) -> bool:
     return True
 
 
-def suggest(trial, space: dict[str, ParamSpec], base: dict) -> dict[str, Any]:
-    """Sample every active parameter of `space` for an Optuna trial (ask-and-tell or optimize)."""
+def suggest(trial, space: dict[str, ParamSpec], base: dict, fixed: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Sample every active parameter of `space` for an Optuna trial (ask-and-tell or optimize). `fixed` are
+    parameters decided elsewhere (a question arm's values): they count for `when` conditions, and are not returned."""
     params: dict[str, Any] = {}
+    known = dict(fixed or {})
     for key, spec in space.items():
-        if not _active(spec, params, base):
+        if not _active(spec, {**known, **params}, base):
             continue
         if spec.type == "int":
             params[key] = trial.suggest_int(key, int(spec.low), int(spec.high), step=int(spec.step or 1), log=spec.log)

@@ -1,4 +1,5 @@
-"""The Optuna study: storage (sqlite by default, any RDB URL), sampler, pruner, directions.
+"""The Optuna study: storage (sqlite by default, any RDB URL), sampler, pruner, directions, and the
+handful of storage operations the coordinator needs, through Optuna's public API.
 
 Directions come from the metric table. The storage is an RDBStorage with heartbeats,
 so a trial whose process or machine died is failed by whichever coordinator looks
@@ -8,42 +9,60 @@ next (`fail_stale_trials`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from sweep import metrics
 from sweep.config.errors import ConfigError
 from sweep.orchestration import space as sp
 from sweep.retry import STARTUP_DELAYS, retry_while
+from sweep.text import one_line
+
+STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
 
 
 def storage_url(storage: str | None, output_dir: str, study_name: str) -> str:
+    """The Optuna storage URL; the default sqlite file lives in <output_dir>/<study>/ (created by `make_storage`)."""
     if storage:
         return storage
-    folder = Path(output_dir) / study_name
-    folder.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{(folder / 'study.db').resolve()}"
+    return f"sqlite:///{(Path(output_dir) / study_name / 'study.db').resolve()}"
 
 
-def make_storage(url: str, *, heartbeat_interval: int, grace_period: int,
-                 failed_trial_callback: Callable | None = None):
+def _check_url(url: str) -> None:
+    scheme = url.split(":", 1)[0].split("+", 1)[0]
+    if "://" not in url or scheme not in ("sqlite", "postgresql", "mysql", "oracle", "mssql"):
+        raise ConfigError([f"sweep.storage: {url!r} is not an Optuna RDB storage URL (use sqlite:///path/study.db, "
+                           "postgresql://user:pass@host/db or mysql://...; null = sqlite under sweeps/<study>/)"])
+
+
+def make_storage(url: str, *, heartbeat_interval: int, grace_period: int, failed_trial_callback: Callable | None = None,
+                 timeout_s: float = 60.0):
     import optuna
 
-    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # its import set INFO: one line per trial is ours to print
+
+    _check_url(url)
+    if url.startswith("sqlite:///"):
+        from sweep import sqlite
+
+        sqlite.tune()
+        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    engine_kwargs = {"connect_args": {"timeout": timeout_s}} if url.startswith("sqlite") else {"pool_pre_ping": True}
     try:  # another machine may be creating the schema right now
         return retry_while(lambda: optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs,
                                                               heartbeat_interval=heartbeat_interval, grace_period=grace_period,
                                                               failed_trial_callback=failed_trial_callback),
                            markers=("already exists", "duplicate key", "locked"), delays=STARTUP_DELAYS)
     except Exception as exc:  # corrupt file, unreachable server, missing driver
-        text = " ".join(str(exc).split())
-        raise ConfigError([f"sweep.storage: cannot open Optuna storage {url!r}: {text[:300]} "
+        raise ConfigError([f"sweep.storage: cannot open Optuna storage {url!r}: {one_line(exc, 300)} "
                            "(fix the URL, start the server, or move the corrupt file away to start a new study)"]) from None
 
 
-def make_sampler(sweep_cfg):
+def make_sampler(sweep_cfg, space: dict | None = None, seed_offset: int = 0):
+    """The configured sampler over `space` (default: the whole search space)."""
     import optuna
 
-    name, seed = sweep_cfg.sampler, sweep_cfg.sampler_seed
+    name, seed = sweep_cfg.sampler, sweep_cfg.sampler_seed + seed_offset
+    space = sweep_cfg.space if space is None else space
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=sweep_cfg.n_startup_trials, multivariate=True,
                                           group=True, constant_liar=True)
@@ -51,6 +70,7 @@ def make_sampler(sweep_cfg):
         return optuna.samplers.NSGAIISampler(seed=seed)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
+
     class AskTellGridSampler(optuna.samplers.GridSampler):
         """GridSampler whose after_trial does not call study.stop(), which only works inside optimize();
         the coordinator stops by counting trials instead."""
@@ -59,7 +79,7 @@ def make_sampler(sweep_cfg):
             return None
 
     try:
-        return AskTellGridSampler(sp.grid(sweep_cfg.space), seed=seed)
+        return AskTellGridSampler(sp.grid(space), seed=seed)
     except ValueError as exc:
         raise ConfigError([str(exc)]) from None
 
@@ -74,13 +94,34 @@ def make_pruner(sweep_cfg):
     return optuna.pruners.NopPruner()
 
 
-def open_study(sweep_cfg, study_name: str, storage):
-    """Create or load the study; an existing study with other objectives is an error."""
+def optuna_random(sweep_cfg):
+    """The main study's sampler when question arms propose every trial (it only ever serves enqueued ones)."""
+    import optuna
+
+    return optuna.samplers.RandomSampler(seed=sweep_cfg.sampler_seed)
+
+
+def optuna_nop():
+    import optuna
+
+    return optuna.pruners.NopPruner()
+
+
+def open_study(sweep_cfg, study_name: str, storage, sampler=None, pruner=None):
+    """Create or load the study (the configured sampler and pruner unless given); an existing study with other
+    objectives is an error."""
     import optuna
 
     directions = metrics.objective_directions(sweep_cfg.objectives)
-    study = optuna.create_study(storage=storage, study_name=study_name, directions=directions,
-                                sampler=make_sampler(sweep_cfg), pruner=make_pruner(sweep_cfg), load_if_exists=True)
+    try:
+        study = optuna.create_study(storage=storage, study_name=study_name, directions=directions,
+                                    sampler=sampler or make_sampler(sweep_cfg), pruner=pruner or make_pruner(sweep_cfg),
+                                    load_if_exists=True)
+    except ConfigError:
+        raise
+    except Exception as exc:  # a database that opened but is not an Optuna one, or a locked one
+        raise ConfigError([f"sweep.storage: cannot open study {study_name!r}: {one_line(exc, 300)} (move the file away to "
+                           "start a new study, or wait for the process holding the lock)"]) from None
     have = [d.name.lower() for d in study.directions]
     want = ["maximize" if d == "maximize" else "minimize" for d in directions]
     if have != want:
@@ -89,7 +130,94 @@ def open_study(sweep_cfg, study_name: str, storage):
     objectives = study.user_attrs.get("objectives")
     if objectives is None:
         study.set_user_attr("objectives", list(sweep_cfg.objectives))
+        study.set_metric_names(list(sweep_cfg.objectives))  # optuna-dashboard labels the axes with these
     elif list(objectives) != list(sweep_cfg.objectives):
         raise ConfigError([f"sweep.objectives: study {study_name!r} optimises {objectives}, the config asks {sweep_cfg.objectives} "
                            "(use another sweep.study_name)"])
     return study
+
+
+class SweepStudy:
+    """One study in its storage, with the operations the coordinator needs by trial number."""
+
+    def __init__(self, sweep_cfg, study_name: str, url: str, on_stale: Callable | None = None, *, storage=None,
+                 sampler=None, pruner=None):
+        self.name = study_name
+        self.url = url
+        self.storage = storage or make_storage(url, heartbeat_interval=sweep_cfg.heartbeat_interval_s,
+                                               grace_period=sweep_cfg.grace_period_s, failed_trial_callback=on_stale,
+                                               timeout_s=sweep_cfg.storage_timeout_s)
+        self.study = open_study(sweep_cfg, study_name, self.storage, sampler=sampler, pruner=pruner)
+        self.study_id = self.storage.get_study_id_from_name(study_name)
+        self._ids: dict[int, int] = {}
+
+    def trial_id(self, number: int) -> int:
+        if number not in self._ids:
+            self._ids[number] = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
+        return self._ids[number]
+
+    def counts(self) -> dict[str, int]:
+        """Trials per state in the shared storage (every machine's), plus `finished` = COMPLETE + PRUNED.
+
+        Read with one get_trials through the study's cached storage (finished trials come from memory): Optuna's
+        get_n_trials loads every trial with all its attributes, once per state."""
+        c = dict.fromkeys(STATES, 0)
+        for t in self.study.get_trials(deepcopy=False):
+            if t.state.name in c:
+                c[t.state.name] += 1
+        c["finished"] = c["COMPLETE"] + c["PRUNED"]
+        return c
+
+    def trials(self, *states: str) -> list:
+        import optuna
+
+        wanted = tuple(optuna.trial.TrialState[s] for s in states) or None
+        return self.study.get_trials(deepcopy=False, states=wanted)
+
+    def trial(self, number: int):
+        return self.storage.get_trial(self.trial_id(number))
+
+    def set_attrs(self, number: int, attrs: dict[str, Any]) -> None:
+        for k, v in attrs.items():
+            self.storage.set_trial_user_attr(self.trial_id(number), k, v)
+
+    def fail(self, number: int, reason: str) -> None:
+        """Fail a RUNNING trial (any coordinator's) with its reason."""
+        import optuna
+
+        self.set_attrs(number, {"failure_reason": reason})
+        self.study.tell(number, state=optuna.trial.TrialState.FAIL)
+
+    def heartbeat(self, numbers: list[int]) -> None:
+        for n in numbers:
+            self.storage.record_heartbeat(self.trial_id(n))
+
+    def fail_stale(self) -> None:
+        import optuna
+
+        optuna.storages.fail_stale_trials(self.study)
+
+
+def check_storage(url: str, timeout_s: float = 60.0) -> None:
+    """Before anything is written: the storage URL is an RDB URL, an existing sqlite file is a readable database
+    (not locked past the timeout, not corrupt), a new one can be created, a server answers. One-line ConfigError."""
+    _check_url(url)
+    path = Path(url[len("sqlite:///"):]) if url.startswith("sqlite:///") else None
+    if path is not None:
+        from sweep.tracking.mlflow_tracker import check_sqlite_file
+
+        problem = check_sqlite_file(path, timeout_s)
+        if problem:
+            raise ConfigError([f"sweep.storage: {problem} (locked: wait for the process holding it or raise "
+                               "sweep.storage_timeout_s; corrupt: move the file away to start a new study)"])
+        return
+    try:
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(url, pool_pre_ping=True)
+        with engine.connect():
+            pass
+        engine.dispose()
+    except Exception as exc:  # unreachable server, bad credentials, missing driver
+        raise ConfigError([f"sweep.storage: cannot reach {url!r}: {one_line(exc, 200)} (start the database server, fix the "
+                           "URL, or install its driver: pip install -e '.[postgres]')"]) from None

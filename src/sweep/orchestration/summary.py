@@ -1,9 +1,43 @@
-"""The summary printed at the end of a sweep."""
+"""The outcome of one `python -m sweep` run and the summary printed at its end."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from sweep.config.compose import RunConfig
-from sweep.orchestration.coordinator import SweepSummary
+
+BEST_SHOWN = 5
+
+
+@dataclass
+class SweepSummary:
+    study_name: str
+    storage: str
+    n_complete: int
+    n_pruned: int
+    n_failed: int
+    wall_s: float
+    trial_compute_s: float
+    best: list[dict] = field(default_factory=list)
+    interrupted: bool = False
+    startup_s: float = 0.0  # until the first worker had imported torch/peft and said ready
+    trials_run: int = 0  # trials trained by this run (reused and untrained failures excluded)
+
+
+def best_trials(study) -> list[dict]:
+    """The study's best trials (Pareto-optimal for several objectives), one per config hash."""
+    out: list[dict] = []
+    seen: set = set()
+    try:
+        best = study.best_trials
+    except (ValueError, RuntimeError):  # no completed trial yet
+        return out
+    for t in best:
+        h = t.user_attrs.get("config_hash")
+        if h not in seen:  # reused copies of one config
+            seen.add(h)
+            out.append({"number": t.number, "values": t.values, "hash": h, "params": t.params})
+    return out[:BEST_SHOWN]
 
 
 def print_summary(s: SweepSummary, run: RunConfig) -> None:

@@ -1,9 +1,15 @@
-"""A long-lived worker process: imports torch/peft once, then runs trials the coordinator sends.
+"""The worker side: run one trial task (any backend), and the loop of a local worker process.
 
-Protocol over a multiprocessing Pipe (dicts):
+A task is a plain dict made by the dispatcher: the resolved trial config, its hash, the
+trial folder, the tracking spec and tags. `execute` writes the trial folder, runs the
+trial, logs it to its tracker and closes the run; a failure anywhere (a full disk
+included) is the trial's FAILED status, never a dead worker.
+
+Local protocol over a multiprocessing Pipe (dicts):
   coordinator -> worker: {"type": "run", ...task...} | {"type": "prune_reply", "prune": bool} | {"type": "stop"}
-  worker -> coordinator: {"type": "ready"} | {"type": "started", "trial_number", "run_id"}
-                         | {"type": "report", "trial_number", "step", "metrics"} | {"type": "done", "trial_number", "result"}
+  worker -> coordinator: {"type": "ready", ...placement...} | {"type": "started", "trial_number", "run_id"}
+                         | {"type": "report", "trial_number", "step", "metrics"}
+                         | {"type": "done", "trial_number", "result", "memory_mb"}
 This module imports nothing heavy at import time: the spawned child sets
 CUDA_VISIBLE_DEVICES before torch is loaded.
 """
@@ -12,33 +18,254 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import threading
+import time
 from pathlib import Path
+from typing import Callable
+
+from sweep.text import one_line
+
+PR_SET_PDEATHSIG = 1  # prctl option: the signal a process receives when its parent dies (Linux)
+WATCHDOG_S = 0.25  # the parent-death watchdog looks this often
 
 
-class PipeReporter:
-    """Sends intermediate evaluations to the coordinator and waits for its prune decision."""
+def placement(gpu: str | None, node_id: str = "") -> dict[str, str]:
+    """Where this worker runs, for tags and meta.json."""
+    return {"host": socket.gethostname(), "pid": str(os.getpid()), "gpu": gpu or "", "node_id": node_id}
 
-    def __init__(self, conn, trial_number: int):
+
+def memory_mb() -> float:
+    """The worker's memory after a trial, for recycling: CUDA reserved on a GPU, else resident memory."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.memory_reserved() / 2**20
+    except ImportError:
+        pass
+    from sweep.measure.memory import rss_mb
+
+    return rss_mb()
+
+
+def die_with_parent() -> None:
+    """End this process within a fraction of a second of its parent's death, quietly: the kernel's parent-death
+    signal on Linux, and a watchdog thread on the parent pid everywhere."""
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(0)
+
+    def watch() -> None:
+        while True:
+            threading.Event().wait(WATCHDOG_S)
+            if os.getppid() != parent:
+                os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
+def execute(task: dict, *, send: Callable[[dict], None], ask_prune: Callable[[int, int, dict], bool],
+            where: dict[str, str], finish_later: Callable[[Callable[[], None]], None] | None = None):
+    """Run one task (a trial, or the study's baseline). Returns its TrialResult (never raises for its failure).
+    `finish_later`: see _trial."""
+    if task["type"] == "baseline":
+        return _baseline(task, where)
+    return _trial(task, send=send, ask_prune=ask_prune, where=where, finish_later=finish_later)
+
+
+class Link:
+    """The worker's end of the Pipe: sends from the main thread and the run finisher, under one lock."""
+
+    def __init__(self, conn):
         self.conn = conn
-        self.trial_number = trial_number
+        self.lock = threading.Lock()
 
-    def report(self, step: int, metrics: dict[str, float]) -> bool:
-        self.conn.send({"type": "report", "trial_number": self.trial_number, "step": step, "metrics": metrics})
-        reply = self.conn.recv()
-        return bool(reply.get("prune"))
+    def send(self, msg: dict) -> None:
+        with self.lock:
+            self.conn.send(msg)
+
+    def ask_prune(self, n: int, step: int, metrics: dict) -> bool:
+        self.send({"type": "report", "trial_number": n, "step": step, "metrics": metrics})
+        return bool(self.conn.recv().get("prune"))
+
+
+class Finisher:
+    """Closes trials' MLflow runs on a background thread, in order, then says `tracked`: the coordinator tells
+    Optuna only then, while the worker has already started its next trial."""
+
+    def __init__(self, link: Link):
+        import queue
+
+        self.link = link
+        self.jobs: queue.Queue = queue.Queue()
+        self.thread = threading.Thread(target=self._serve, name="run-finisher", daemon=True)
+        self.thread.start()
+
+    def submit(self, n: int, close_run: Callable[[], None]) -> None:
+        self.jobs.put((n, close_run))
+
+    def _serve(self) -> None:
+        while True:
+            job = self.jobs.get()
+            if job is None:
+                return
+            n, close_run = job
+            close_run()
+            try:
+                self.link.send({"type": "tracked", "trial_number": n})
+            except (OSError, BrokenPipeError):
+                return
+
+    def drain(self) -> None:
+        """Finish every pending run (before the worker leaves)."""
+        self.jobs.put(None)
+        self.thread.join()
+
+
+def _baseline(task: dict, where: dict[str, str]):
+    """The base model without an adapter, logged as the study's baseline run."""
+    from sweep.baseline import run_baseline
+    from sweep.config.schema import TrialConfig
+    from sweep.results import TrialStatus
+    from sweep.tracking import tags as T
+    from sweep.tracking.mlflow_tracker import trial_tracker
+
+    tags = {**task["tags"], T.HOST: where["host"], T.NODE_ID: where.get("node_id", ""), T.GPU: where.get("gpu", "")}
+    tracker = trial_tracker(task.get("tracking"), f"baseline-{task['baseline_key']}", tags)
+    tracker.log_params(task["config"])
+    result = run_baseline(TrialConfig.from_dict(task["config"]), placement=where)
+    try:
+        tracker.log_metrics(result.metrics)
+        tracker.set_tags({T.STATUS: result.status.value, T.FAILURE_REASON: result.error or "",
+                          T.DEVICE: str(result.meta.get("device", ""))})
+        tracker.log_dict(result.meta, "meta.json")
+        tracker.finish("FAILED" if result.status is TrialStatus.FAILED else "FINISHED")
+    except Exception as exc:  # tracking trouble must not lose the result
+        result.meta["tracking_error"] = one_line(exc, 300)
+    return result
+
+
+def _trial(task: dict, *, send: Callable[[dict], None], ask_prune: Callable[[int, int, dict], bool],
+           where: dict[str, str], finish_later: Callable[[Callable[[], None]], None] | None = None):
+    """Run one trial task: folder, trial, tracking. With `finish_later`, closing the MLflow run (tags, artifacts,
+    status) is handed to it instead of done here, so that the worker can start its next trial meanwhile."""
+    from sweep.results import TrialResult, TrialStatus
+    from sweep.tracking import tags as T
+    from sweep.tracking.mlflow_tracker import trial_tracker
+    from sweep.trial import run_trial
+
+    n = task["trial_number"]
+    out = Path(task["output_dir"])
+    spec = task.get("tracking")
+    t0 = time.perf_counter()
+    tags = {**task["tags"], T.HOST: where["host"], T.NODE_ID: where.get("node_id", ""), T.GPU: where.get("gpu", "")}
+    tracker = trial_tracker(spec, f"trial-{n:04d}-{task['config_hash']}", tags)
+    send({"type": "started", "trial_number": n, "run_id": tracker.run_id})
+    tracker.log_params(task["config"])
+
+    class Reporter:
+        def report(self, step: int, metrics: dict[str, float]) -> bool:
+            return ask_prune(n, step, metrics)
+
+    t_run = time.perf_counter()
+    try:
+        result = _run(task, out, run_trial, Reporter(), tracker, where)
+    except Exception as exc:  # the trial folder could not be written (full disk, permissions): a trial failure
+        result = TrialResult(TrialStatus.FAILED, {}, f"{type(exc).__name__}: {one_line(exc, 300)}")
+        result.config_hash = task["config_hash"]
+    t_run = time.perf_counter() - t_run
+
+    def close_run() -> None:
+        try:
+            tracker.set_tags({T.STATUS: result.status.value, T.FAILURE_REASON: result.error or "",
+                              T.DEVICE: str(result.meta.get("device", "")),
+                              T.GIT_DIRTY: str(result.meta.get("git_dirty", ""))})
+            if (spec or {}).get("log_adapter", True):
+                tracker.log_artifact(out)  # the whole trial folder in one call: config, result, meta, adapter
+            else:
+                for f in sorted(out.iterdir()) if out.is_dir() else []:
+                    if f.is_file():
+                        tracker.log_artifact(f)
+            tracker.finish("FAILED" if result.status is TrialStatus.FAILED else "FINISHED")
+        except Exception as exc:  # tracking trouble must not lose the result: the coordinator reconciles the run
+            result.meta["tracking_error"] = one_line(exc, 300)
+
+    if finish_later is None:
+        close_run()
+    else:
+        finish_later(close_run)
+    result.meta["bookkeeping_s"] = time.perf_counter() - t0 - t_run  # tracking and messages on the critical path
+    return result
+
+
+def _run(task: dict, out: Path, run_trial, reporter, tracker, where: dict):
+    import yaml
+
+    from sweep.config.schema import TrialConfig
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(task["config"], sort_keys=False))
+    cfg = TrialConfig.from_dict(task["config"])
+    return run_trial(cfg, reporter=reporter, tracker=tracker, output_dir=out, placement=where,
+                     max_trainable_params=task.get("max_trainable_params"), fault=task.get("fault"))
 
 
 def _sigterm(_signum, _frame):
-    raise KeyboardInterrupt("terminated by the coordinator")
+    """Stopped by the coordinator (Ctrl-C, SIGTERM, a timeout): leave at once and quietly. The coordinator has
+    already failed the trial and closes its MLflow run; an exception raised here could land anywhere."""
+    os._exit(143)
 
 
 def worker_main(conn, worker_id: int, gpu: str | None, threads: int) -> None:
+    """A local worker process: import torch/peft once, then run the trials the coordinator sends."""
+    die_with_parent()
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     signal.signal(signal.SIGTERM, _sigterm)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle
-    from sweep.quiet import quiet_libraries
+    link = Link(conn)
+    try:
+        where = _warm_up(threads, gpu)
+        link.send({"type": "ready", "worker_id": worker_id, **where})
+        threading.Thread(target=_preload, name="preload", daemon=True).start()
+        finisher = Finisher(link)
+        while True:
+            msg = conn.recv()
+            if msg.get("type") == "stop":
+                finisher.drain()
+                return
+            if msg.get("type") in ("run", "baseline"):
+                n = msg.get("trial_number", -1)
+                deferred = msg["type"] == "run"
+                result = execute(msg, send=link.send, ask_prune=link.ask_prune, where=where,
+                                 finish_later=(lambda close: finisher.submit(n, close)) if deferred else None)
+                link.send({"type": "done", "trial_number": n, "result": result.to_dict(), "memory_mb": memory_mb(),
+                           "tracked": not deferred})
+    except (EOFError, OSError, BrokenPipeError):
+        return  # the coordinator is gone: leave quietly
+
+
+def _preload() -> None:
+    """What the first trial would otherwise import on its critical path: MLflow's client, transformers' Trainer."""
+    try:
+        import mlflow.tracking  # noqa: F401
+        import transformers  # noqa: F401
+
+        transformers.Trainer  # noqa: B018  (the lazy module imports it here)
+    except Exception:  # an optional speed-up only
+        pass
+
+
+def _warm_up(threads: int, gpu: str | None) -> dict[str, str]:
+    from sweep.quiet import quiet_libraries, quiet_transformers
 
     quiet_libraries()
     import torch
@@ -49,70 +276,5 @@ def worker_main(conn, worker_id: int, gpu: str | None, threads: int) -> None:
 
     import sweep.trial  # noqa: F401
 
-    conn.send({"type": "ready", "worker_id": worker_id, "pid": os.getpid(), "threads": torch.get_num_threads()})
-    while True:
-        try:
-            msg = conn.recv()
-        except (EOFError, OSError, KeyboardInterrupt):
-            return
-        if msg.get("type") == "stop":
-            return
-        if msg.get("type") == "run":
-            try:
-                run_task(conn, msg)
-            except KeyboardInterrupt:
-                return
-
-
-def run_task(conn, task: dict) -> None:
-    import yaml
-
-    from sweep.config.schema import TrialConfig
-    from sweep.results import TrialResult, TrialStatus
-    from sweep.tracking.base import NullTracker
-    from sweep.trial import run_trial
-
-    n = task["trial_number"]
-    out = Path(task["output_dir"])
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(task["config"], sort_keys=False))
-    tracker = NullTracker()
-    ml = task.get("mlflow")
-    if ml:
-        from sweep.tracking.mlflow_tracker import MlflowTrialTracker
-
-        tracker = MlflowTrialTracker(ml["tracking_uri"], ml["experiment_id"], ml["parent_run_id"],
-                                     run_name=f"trial-{n:04d}-{task['config_hash']}", tags=ml["tags"])
-        conn.send({"type": "started", "trial_number": n, "run_id": tracker.run_id})
-        tracker.log_params(task["config"])
-    else:
-        conn.send({"type": "started", "trial_number": n, "run_id": None})
-    status_done = False
-    try:
-        cfg = TrialConfig.from_dict(task["config"])
-        result = run_trial(cfg, reporter=PipeReporter(conn, n), tracker=tracker, output_dir=out,
-                           max_trainable_params=task.get("max_trainable_params"), fault=task.get("fault"))
-    except KeyboardInterrupt:
-        if ml:
-            tracker.set_tags({"lorasweep.status": "FAILED", "lorasweep.failure_reason": "interrupted"})
-            tracker.finish("KILLED")
-        raise
-    except Exception as exc:  # config rebuilt badly: still a trial failure, never a dead worker
-        result = TrialResult(TrialStatus.FAILED, {}, f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
-        result.config_hash = task["config_hash"]
-    if ml:
-        try:
-            tracker.set_tags({"lorasweep.status": result.status.value, "lorasweep.failure_reason": result.error or "",
-                              "lorasweep.device": str(result.meta.get("device", "")),
-                              "lorasweep.git_dirty": str(result.meta.get("git_dirty", ""))})
-            tracker.log_artifact(out / "config.yaml")
-            tracker.log_artifact(out / "result.json")
-            if (out / "meta.json").exists():
-                tracker.log_dict(result.meta, "environment.json")
-            if (out / "adapter").is_dir() and ml.get("log_adapter", True):
-                tracker.log_artifact(out / "adapter", "adapter")
-            tracker.finish("FAILED" if result.status is TrialStatus.FAILED else "FINISHED")
-            status_done = True
-        except Exception as exc:  # tracking trouble must not lose the result
-            result.meta["tracking_error"] = " ".join(str(exc).split())[:300]
-    conn.send({"type": "done", "trial_number": n, "result": result.to_dict(), "tracked": status_done})
+    quiet_transformers()
+    return {**placement(gpu), "threads": str(torch.get_num_threads())}

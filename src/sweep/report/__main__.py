@@ -1,23 +1,55 @@
-"""`python -m sweep.report <study>`: write reports/<study>/{report.md, report.html, trials.csv, *.png} and print the paths."""
+"""`python -m sweep.report <study> [cost overrides]`: write reports/<study>/{report.md, report.html, trials.csv, *.png}
+and print the paths.
+
+The prices come from the `cost` group composed by Hydra as the sweep composed it (the
+overrides it ran with are recorded on the study's MLflow parent run), with the
+command line's overrides on top: `cost=a100_cloud`, `cost.price_per_device_hour=2.5`.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+
+EPILOG = ("examples: python -m sweep.report qv_vs_all cost=a100_cloud; "
+          "python -m sweep.report qv_vs_all cost.price_per_device_hour=2.5 cost.monthly_requests=1e7")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     from sweep.report.load import DEFAULT_TRACKING_URI
 
-    ap = argparse.ArgumentParser(prog="python -m sweep.report",
+    ap = argparse.ArgumentParser(prog="python -m sweep.report", epilog=EPILOG,
                                  description="Comparison tables, Pareto frontiers and cost/ROI of a study, read from MLflow.")
     ap.add_argument("study", help="study name (= the MLflow experiment name)")
+    ap.add_argument("overrides", nargs="*", metavar="OVERRIDE", help="Hydra overrides of the cost group (cost=NAME, cost.KEY=VALUE)")
     ap.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI, help=f"MLflow tracking URI (default {DEFAULT_TRACKING_URI})")
     ap.add_argument("--out", default="reports", help="output root; the report goes to OUT/<study>/ (default reports)")
-    ap.add_argument("--cost", default=None, help="cost YAML (default conf/cost/cpu_local.yaml), e.g. conf/cost/a100_cloud.yaml")
-    ap.add_argument("--cost-override", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                    help="override a cost key, e.g. --cost-override price_per_device_hour=2.5 monthly_requests=1e7")
+    ap.add_argument("--config-dir", action="append", default=[], metavar="DIR",
+                    help="your config folder (as given to python -m sweep), if the sweep used one")
     return ap.parse_args(argv)
+
+
+def report_cost(study, overrides: list[str], config_dirs: list[str], warn=lambda text: print(text, file=sys.stderr)):
+    """The CostConfig for a study's report: the sweep's composition plus `overrides` (cost keys only)."""
+    from sweep.config.compose import compose, override_key
+    from sweep.config.errors import ConfigError
+    from sweep.tracking import tags as T
+
+    bad = [ov for ov in overrides if not override_key(ov).split(".")[0] == "cost"]
+    if bad:
+        raise ConfigError([f"override {bad[0]!r}: a report only takes cost overrides (cost=NAME or cost.KEY=VALUE)"])
+    # the command line's cost choice replaces the sweep's own cost overrides as a whole
+    recorded = [ov for ov in json.loads(study.parent_tags.get(T.OVERRIDES, "[]"))
+                if not (overrides and override_key(ov).split(".")[0] == "cost")]
+    dirs = config_dirs or json.loads(study.parent_tags.get(T.CONFIG_DIRS, "[]"))
+    try:
+        return compose([*recorded, *overrides], dirs).cost
+    except ConfigError as exc:
+        if not recorded and not dirs:
+            raise
+        warn(f"warning: the sweep's own config no longer composes ({exc.problems[0]}); using the shipped defaults")
+        return compose(overrides, config_dirs).cost
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,13 +58,12 @@ def main(argv: list[str] | None = None) -> int:
 
     quiet_libraries()
     from sweep.config.errors import ConfigError
-    from sweep.report.cost import load_cost_config
-    from sweep.report.load import ReportError
-    from sweep.report.render import build_report
+    from sweep.report.load import ReportError, load_study
+    from sweep.report.render import write_report
 
     try:
-        cost = load_cost_config(args.cost, args.cost_override)
-        files = build_report(args.study, cost, args.tracking_uri, args.out)
+        study = load_study(args.study, args.tracking_uri)
+        files = write_report(study, report_cost(study, args.overrides, args.config_dir), args.out)
     except (ConfigError, ReportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -16,21 +16,13 @@ The directions of the cost columns are those of the metrics they are computed fr
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
-import yaml
 
 from sweep import metrics as mt
-from sweep.config.compose import conf_dir
-from sweep.config.errors import ConfigError, Problems
-from sweep.config.typed import from_dict
+from sweep.config.cost import CostConfig
 from sweep.metrics import Direction
-from sweep.report.load import parse_param
-from sweep.report.pareto import frontier_mask, order_best_first
-from sweep.report.stats import within_noise
+from sweep.report.pareto import order_best_first
 
 HOURS_MS = 3.6e6  # milliseconds per hour
 PER_MILLION = 1e6
@@ -56,69 +48,6 @@ def cost_direction(column: str) -> Direction:
             raise ValueError(f"{column} combines several metrics and has no direction of its own")
         return mt.direction(source)
     return mt.direction(column)
-
-
-@dataclass
-class CostConfig:
-    """Prices and business inputs of the report (conf/cost/*.yaml); every check names `cost.<key>`."""
-
-    hardware: str = "cpu"  # name of the device the prices are for
-    price_per_device_hour: float = 0.0  # USD per device-hour
-    devices_per_trial: int = 1  # devices one trial occupies
-    value_per_accuracy_point_per_month: float | None = None  # USD/month per +1 accuracy point over the baseline
-    monthly_benefit: float | None = None  # USD/month, fixed benefit (instead of the per-point value)
-    baseline_accuracy: float | None = None  # fraction; null = the worst completed trial
-    monthly_requests: float = 0.0  # inference requests per month
-    batch_size_inference: int | None = None  # requests per measured latency batch; null = the trial's eval batch
-    engineering_cost: float = 0.0  # USD, one-off
-    tolerance_points: float = 1.0  # accuracy points below the best a recommendation may be
-    horizon_months: float = 12.0  # months the ROI is computed over
-
-    def __post_init__(self) -> None:
-        p = Problems()
-        if not str(self.hardware).strip():
-            p.add("cost.hardware", "must name the hardware, e.g. cost.hardware='A100 80GB'")
-        for key in ("price_per_device_hour", "monthly_requests", "engineering_cost", "tolerance_points"):
-            v = getattr(self, key)
-            if not math.isfinite(v) or v < 0:
-                p.add(f"cost.{key}", f"must be a finite number >= 0, got {v}")
-        if self.devices_per_trial < 1:
-            p.add("cost.devices_per_trial", f"must be >= 1, got {self.devices_per_trial}")
-        if self.batch_size_inference is not None and self.batch_size_inference < 1:
-            p.add("cost.batch_size_inference", f"must be >= 1 or null (= the trial's eval batch), got {self.batch_size_inference}")
-        if not math.isfinite(self.horizon_months) or self.horizon_months <= 0:
-            p.add("cost.horizon_months", f"must be > 0, got {self.horizon_months}")
-        if (self.value_per_accuracy_point_per_month is None) == (self.monthly_benefit is None):
-            p.add("cost.value_per_accuracy_point_per_month",
-                  "set exactly one of cost.value_per_accuracy_point_per_month and cost.monthly_benefit; set the other to null")
-        if self.monthly_benefit is not None and not math.isfinite(self.monthly_benefit):
-            p.add("cost.monthly_benefit", f"must be a finite number, got {self.monthly_benefit}")
-        if self.value_per_accuracy_point_per_month is not None and not math.isfinite(self.value_per_accuracy_point_per_month):
-            p.add("cost.value_per_accuracy_point_per_month", f"must be a finite number, got {self.value_per_accuracy_point_per_month}")
-        if self.baseline_accuracy is not None and not 0.0 <= self.baseline_accuracy <= 1.0:
-            p.add("cost.baseline_accuracy", f"is a fraction in [0, 1] (e.g. 0.62), got {self.baseline_accuracy}")
-        p.raise_if_any()
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "CostConfig":
-        """Typed, validated CostConfig; unknown keys and wrong types are reported with the checks, one line each."""
-        return from_dict(cls, dict(d or {}), "cost")
-
-
-# what each input means, for the report's assumptions table
-INPUT_UNITS: dict[str, str] = {
-    "hardware": "device the prices are for",
-    "price_per_device_hour": "USD per device-hour",
-    "devices_per_trial": "devices per trial",
-    "value_per_accuracy_point_per_month": "USD/month per accuracy point over the baseline",
-    "monthly_benefit": "USD/month, fixed",
-    "baseline_accuracy": "fraction (null = worst completed trial)",
-    "monthly_requests": "requests/month",
-    "batch_size_inference": "requests per measured batch (null = the trial's eval batch)",
-    "engineering_cost": "USD, one-off",
-    "tolerance_points": "accuracy points",
-    "horizon_months": "months",
-}
 
 
 # ------------------------------------------------------------------ arithmetic (plain numbers in, numbers out)
@@ -185,16 +114,21 @@ def sweep_total_cost(frame: pd.DataFrame, cost: CostConfig) -> tuple[float, int,
     return float(sum(training_cost(float(x), cost) for x in t[known])), int(known.sum()), int((~known).sum())
 
 
-def baseline_of(frame: pd.DataFrame, cost: CostConfig) -> tuple[float, str]:
-    """The baseline accuracy and where it came from (configured, or the worst completed trial)."""
+def baseline_of(frame: pd.DataFrame, cost: CostConfig) -> tuple[pd.Series, str]:
+    """Each trial's baseline accuracy, and where it comes from: the configured cost.baseline_accuracy, else the
+    study's baseline run of the trial's base model without an adapter (sweep/baseline.py). Studies recorded
+    before baselines existed fall back on their worst completed trial, and say so."""
     if cost.baseline_accuracy is not None:
-        return float(cost.baseline_accuracy), "cost.baseline_accuracy"
+        return pd.Series(float(cost.baseline_accuracy), index=frame.index), "cost.baseline_accuracy"
+    measured = pd.to_numeric(frame.get("baseline_accuracy", pd.Series(np.nan, index=frame.index)), errors="coerce")
+    if measured.notna().any():
+        return measured, "the base model without an adapter, measured once in this study"
     done = frame[(frame["status"] == "COMPLETE")] if "status" in frame else frame
     acc = pd.to_numeric(done.get("eval_accuracy", pd.Series(dtype=float)), errors="coerce").dropna()
     if acc.empty:
-        return math.nan, "no completed trial"
+        return pd.Series(math.nan, index=frame.index), "no completed trial"
     worst = acc.iloc[order_best_first(acc.to_numpy(), mt.direction("eval_accuracy"))[-1]]
-    return float(worst), "the worst completed trial"
+    return pd.Series(float(worst), index=frame.index), "the worst completed trial (no baseline run was recorded)"
 
 
 def add_costs(frame: pd.DataFrame, cost: CostConfig) -> pd.DataFrame:
@@ -212,169 +146,14 @@ def add_costs(frame: pd.DataFrame, cost: CostConfig) -> pd.DataFrame:
     out["inference_usd_per_million"] = latency / batch * PER_MILLION / HOURS_MS * cost.price_per_device_hour
     out["monthly_inference_usd"] = out["inference_usd_per_million"] * cost.monthly_requests / PER_MILLION
     out["monthly_total_usd"] = out["monthly_inference_usd"] + out["training_cost_usd"] / cost.horizon_months
-    baseline, _ = baseline_of(out, cost)
+    baselines, _ = baseline_of(out, cost)
     one_off = sweep_total_cost(out, cost)[0] + cost.engineering_cost
     complete = (out["status"] == "COMPLETE") if "status" in out else pd.Series(True, index=out.index)
-    out["monthly_benefit_usd"] = [monthly_benefit(a, baseline, cost) if ok and math.isfinite(a) and math.isfinite(baseline)
-                                  else math.nan for a, ok in zip(acc, complete)]
+    out["monthly_benefit_usd"] = [monthly_benefit(a, b, cost) if ok and math.isfinite(a) and math.isfinite(b)
+                                  else math.nan for a, b, ok in zip(acc, baselines, complete)]
     out["net_monthly_usd"] = out["monthly_benefit_usd"] - out["monthly_inference_usd"]
     out["roi"] = [roi(b, c, one_off, cost.horizon_months) if math.isfinite(b) and math.isfinite(c) else math.nan
                   for b, c in zip(out["monthly_benefit_usd"], out["monthly_inference_usd"])]
     out["payback_months"] = [payback_months(one_off, b, c) if math.isfinite(b) and math.isfinite(c) else math.nan
                              for b, c in zip(out["monthly_benefit_usd"], out["monthly_inference_usd"])]
     return out
-
-
-# ------------------------------------------------------------------ recommendation
-@dataclass
-class Recommendation:
-    best: pd.Series | None  # the config point with the best accuracy
-    chosen: pd.Series | None  # the recommended config point
-    frontier_metrics: list[str]  # objectives the Pareto frontier was taken over
-    candidates: pd.DataFrame  # frontier points within tolerance, cheapest first
-    text: str  # the reasoning in words
-
-
-def money(x: float) -> str:
-    """USD amount as text: cents, or two significant digits below a cent."""
-    if not math.isfinite(x):
-        return "n/a"
-    return f"${x:,.2f}" if abs(x) >= 0.01 or x == 0 else f"${x:.2g}"
-
-
-def _months(x: float) -> str:
-    if math.isinf(x):
-        return "never (net monthly benefit <= 0)"
-    return "n/a" if math.isnan(x) else (f"{x:.1f} months" if x >= 0.1 else f"{x:.2g} months")
-
-
-def _label(point: pd.Series) -> str:
-    return f"{point['trials']} [{point.get('config_hashes', point['config_hash'])}]"
-
-
-def recommend(points: pd.DataFrame, cost: CostConfig, objectives: list[str], one_off: float) -> Recommendation:
-    """The cheapest Pareto config whose accuracy is within `cost.tolerance_points` of the best.
-
-    `points` are config points (seeds folded, see stats.config_points) carrying the cost columns of add_costs.
-    The frontier is taken over accuracy, the study objectives, merged latency, training time and trainable
-    parameters (those measured for every point), directions from sweep/metrics.py; "cheapest" is the lowest
-    monthly total cost, ties broken by the direction of trainable_params.
-    """
-    acc_dir = mt.direction("eval_accuracy")
-    pts = points[points["eval_accuracy"].notna()] if "eval_accuracy" in points else points.iloc[0:0]
-    if pts.empty:
-        return Recommendation(None, None, [], pts, "No completed trial has an eval_accuracy: nothing to recommend.")
-    wanted = ["eval_accuracy", *objectives, "merged_latency_p50_ms", "train_time_s", "trainable_params"]
-    dims = [m for m in dict.fromkeys(wanted) if m in pts and mt.direction(m) is not Direction.NONE and pts[m].notna().all()]
-    on_front = frontier_mask(pts, dims)
-    front = pts[on_front]
-
-    # best: highest accuracy (by its direction), ties -> cheaper monthly total
-    tie_cost = pts["monthly_total_usd"].fillna(np.inf).to_numpy() if "monthly_total_usd" in pts else np.zeros(len(pts))
-    acc_sorted = order_best_first(pts["eval_accuracy"].to_numpy(dtype=float), acc_dir)
-    best_acc = float(pts["eval_accuracy"].iloc[acc_sorted[0]])
-    tied = [i for i in acc_sorted if float(pts["eval_accuracy"].iloc[i]) == best_acc]
-    best = pts.iloc[min(tied, key=lambda i: tie_cost[i])]
-
-    gap_points = (np.abs(front["eval_accuracy"].to_numpy(dtype=float) - best_acc) * 100.0)
-    close = front[gap_points <= cost.tolerance_points + 1e-12]
-    params_dir = mt.direction("trainable_params")
-    key_cost = close["monthly_total_usd"].fillna(np.inf).to_numpy() if "monthly_total_usd" in close else np.zeros(len(close))
-    key_params = close["trainable_params"].to_numpy(dtype=float) if "trainable_params" in close else np.zeros(len(close))
-    key_params = np.where(np.isnan(key_params), np.inf, -key_params if params_dir is Direction.MAX else key_params)
-    order = np.lexsort((key_params, key_cost))
-    candidates = close.iloc[order]
-    chosen = candidates.iloc[0]
-
-    text = _reasoning(best, chosen, cost, dims, one_off, within_noise(best["eval_accuracy"], best.get("eval_n", np.nan),
-                                                                      chosen["eval_accuracy"]))
-    return Recommendation(best, chosen, dims, candidates, text)
-
-
-def _reasoning(best: pd.Series, chosen: pd.Series, cost: CostConfig, dims: list[str], one_off: float, in_noise: bool) -> str:
-    gap = abs(float(best["eval_accuracy"]) - float(chosen["eval_accuracy"])) * 100.0
-    b_cost, c_cost = float(best.get("monthly_total_usd", math.nan)), float(chosen.get("monthly_total_usd", math.nan))
-    lines = [f"Best accuracy: {_label(best)} with eval_accuracy {best['eval_accuracy']:.4f} "
-             f"(monthly total cost {money(b_cost)}, {best.get('trainable_params', math.nan):,.0f} trainable params)."]
-    if chosen.name == best.name:
-        lines.append(f"Recommended: the same config, {_label(chosen)}: no Pareto config within {_points(cost.tolerance_points)} "
-                     "of it is cheaper.")
-    else:
-        saving = b_cost - c_cost
-        share = f" ({saving / b_cost:.0%} less)" if math.isfinite(saving) and b_cost > 0 else ""
-        lines.append(f"Recommended: {_label(chosen)} with eval_accuracy {chosen['eval_accuracy']:.4f}, {gap:.2f} points below the "
-                     f"best (tolerance {_points(cost.tolerance_points)}); it is the cheapest Pareto config within that tolerance "
-                     f"at {money(c_cost)} per month, saving {money(saving)} per month{share}, with "
-                     f"{chosen.get('trainable_params', math.nan):,.0f} trainable params.")
-        if math.isfinite(float(best.get("ci_low", math.nan))):
-            lines.append(f"The gap of {gap:.2f} points is {'within' if in_noise else 'outside'} the 95% Wilson interval of the "
-                         f"best accuracy [{best['ci_low']:.4f}, {best['ci_high']:.4f}] (n={best['eval_n']:.0f}): "
-                         + ("the two are statistically indistinguishable on this eval set."
-                            if in_noise else "the best is measurably more accurate; the saving buys a real accuracy loss."))
-        else:
-            lines.append("No eval_samples were recorded, so whether the gap is noise cannot be said.")
-    lines.append(f"On {cost.hardware} at {money(cost.price_per_device_hour)}/device-hour and {cost.monthly_requests:,.0f} requests/month "
-                 f"over {cost.horizon_months:g} months (one-off cost {money(one_off)} = sweep training + engineering): "
-                 f"ROI {_ratio(chosen.get('roi', math.nan))}, payback {_months(float(chosen.get('payback_months', math.nan)))}.")
-    lines.append("Pareto frontier taken over: " + ", ".join(f"{m} ({mt.direction(m).value})" for m in dims) + ".")
-    return " ".join(lines)
-
-
-def _points(x: float) -> str:
-    return f"{x:g} accuracy point" + ("" if x == 1 else "s")
-
-
-def _ratio(x: float) -> str:
-    x = float(x)
-    if math.isnan(x):
-        return "n/a"
-    if math.isinf(x):
-        return "unbounded (nothing spent)" if x > 0 else "-inf"
-    return f"{x:+.0%}"
-
-
-# ------------------------------------------------------------------ loading
-def default_cost_file() -> Path:
-    """conf/cost/cpu_local.yaml of the conf folder in use."""
-    return conf_dir() / "cost" / "cpu_local.yaml"
-
-
-def resolve_cost_file(path: Path | str | None) -> Path:
-    """The cost YAML for `path`: as given, else relative to the repository root, else conf/cost/<path>.yaml."""
-    if not path:
-        return default_cost_file()
-    given = Path(path)
-    tries = [given]
-    if not given.is_absolute():
-        tries += [conf_dir().parent / given, conf_dir() / "cost" / given.name,
-                  conf_dir() / "cost" / f"{given.name}.yaml"]
-    for t in tries:
-        if t.is_file():
-            return t
-    known = ", ".join(sorted(p.stem for p in (conf_dir() / "cost").glob("*.yaml")))
-    raise ConfigError([f"cost: no cost file {path} (pass --cost conf/cost/<name>.yaml or a name: {known})"])
-
-
-def load_cost_config(path: Path | str | None = None, overrides: list[str] | None = None) -> CostConfig:
-    """CostConfig from a cost YAML (default conf/cost/cpu_local.yaml) with `key=value` overrides applied."""
-    file = resolve_cost_file(path)
-    try:
-        data = yaml.safe_load(file.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"cost: {file} is not valid YAML: {' '.join(str(exc).split())[:200]}"]) from None
-    if not isinstance(data, dict):
-        raise ConfigError([f"cost: {file} must hold a mapping of cost keys, got {type(data).__name__}"])
-    problems = Problems()
-    for ov in overrides or []:
-        key, sep, raw = ov.partition("=")
-        key = key.strip().removeprefix("cost.")
-        if not sep or not key:
-            problems.add(f"cost override {ov!r}", "expected key=value, e.g. --cost-override price_per_device_hour=2.5")
-            continue
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
-            value = raw
-        data[key] = parse_param(value) if isinstance(value, str) else value  # YAML reads 1e7 as text
-    problems.raise_if_any()
-    return CostConfig.from_dict(data)

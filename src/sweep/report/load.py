@@ -10,20 +10,26 @@ values parsed back from MLflow's strings), and every declared metric by name.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from sweep import metrics as mt
+from sweep.text import one_line
+from sweep.tracking import tags as T
+from sweep.tracking.mlflow_tracker import absolute_uri, search_runs, sqlite_path
 
 DEFAULT_TRACKING_URI = "sqlite:///.mlflow/mlflow.db"
-PREFIX = "lorasweep."
 TRIAL_COLUMNS = ("trial", "config_hash", "status", "failure_reason", "reused_from", "device", "seed", "git_sha",
-                 "run_id", "run_name", "run_status", "start_time")
+                 "arm", "baseline_key", "host", "node_id", "gpu", "run_id", "run_name", "run_status", "start_time")
+# what a trial takes from its baseline run: the merged model computes exactly what the base model computes
+FROM_BASELINE = ("merged_latency_p50_ms", "merged_latency_p95_ms", "merged_latency_p50_ms_ci_low",
+                 "merged_latency_p50_ms_ci_high", "merged_latency_per_token_ms", "merged_latency_per_token_ms_ci_low",
+                 "merged_latency_per_token_ms_ci_high")
 STATUSES = ("COMPLETE", "PRUNED", "FAILED")
 DEFAULT_GROUP_BY = ("lora.targets",)
 DEFAULT_OBJECTIVES = ("eval_accuracy",)
@@ -48,6 +54,8 @@ class Study:
     trials: pd.DataFrame
     parent_tags: dict[str, str] = field(default_factory=dict)
     parent_params: dict[str, str] = field(default_factory=dict)
+    baselines: dict[str, dict[str, float]] = field(default_factory=dict)  # baseline key -> the base model's metrics
+    arms: list[dict] = field(default_factory=list)  # [{"arm": label, "budget": trials}] of the question's arms
 
 
 def parse_param(text: str | None):
@@ -64,15 +72,8 @@ def parse_param(text: str | None):
     return text
 
 
-def sqlite_path(uri: str) -> Path | None:
-    """The database file of a `sqlite:///` URI (None for other stores)."""
-    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
-
-
 def open_store(tracking_uri: str = DEFAULT_TRACKING_URI):
     """An MlflowClient on an existing, readable store, or a ReportError naming the URI and the fix."""
-    from sweep.tracking.mlflow_tracker import absolute_uri
-
     uri = absolute_uri(tracking_uri)
     path = sqlite_path(uri)
     if path is not None and not path.is_file():
@@ -84,37 +85,25 @@ def open_store(tracking_uri: str = DEFAULT_TRACKING_URI):
         client = MlflowClient(tracking_uri=uri)
         client.search_experiments(max_results=1)
     except Exception as exc:  # sqlalchemy DatabaseError, connection refused, permissions ...
-        first = " ".join(str(exc).split())[:200]
+        first = one_line(exc, 200)
         fix = (f"if {path} is corrupt, move it away (mv {path} {path}.bad) and rerun the sweep, or pass --tracking-uri "
                "of a working store") if path is not None else "check that the tracking server is up and the URI is right"
         raise ReportError(f"cannot read the MLflow store {tracking_uri}: {first} ({fix})") from None
     return client
 
 
-def list_studies(client) -> list[str]:
+def list_studies(tracking_uri: str) -> list[str]:
     """Names of the experiments in the store (one per study), the MLflow 'Default' one left out."""
-    names, token = [], None
-    while True:
-        page = client.search_experiments(max_results=1000, page_token=token)
-        names += [e.name for e in page if e.name != "Default"]
-        token = page.token
-        if not token:
-            return sorted(names)
+    import mlflow
 
+    from sweep.tracking.mlflow_tracker import using_tracking_uri
 
-def search_all(client, experiment_ids: list[str], filter_string: str) -> list:
-    """Every run matching `filter_string` (all pages)."""
-    runs, token = [], None
-    while True:
-        page = client.search_runs(experiment_ids, filter_string=filter_string, max_results=1000, page_token=token)
-        runs += list(page)
-        token = page.token
-        if not token:
-            return runs
+    with using_tracking_uri(absolute_uri(tracking_uri)):
+        return sorted(e.name for e in mlflow.search_experiments() if e.name != "Default")
 
 
 def _status(tags: dict[str, str], run_status: str) -> str:
-    tag = tags.get(f"{PREFIX}status", "")
+    tag = tags.get(T.STATUS, "")
     if tag in STATUSES:
         return tag
     if run_status in ("FAILED", "KILLED"):
@@ -123,7 +112,7 @@ def _status(tags: dict[str, str], run_status: str) -> str:
 
 
 def _trial_number(tags: dict[str, str], run_name: str) -> int:
-    raw = tags.get(f"{PREFIX}trial_number", "")
+    raw = tags.get(T.TRIAL_NUMBER, "")
     if raw.lstrip("-").isdigit():
         return int(raw)
     m = re.match(r"trial-(\d+)", run_name or "")
@@ -145,16 +134,18 @@ def runs_frame(runs: list) -> pd.DataFrame:
     for run in runs:
         tags, info = run.data.tags, run.info
         status = _status(tags, info.status)
-        reason = tags.get(f"{PREFIX}failure_reason", "") or ""
+        reason = tags.get(T.FAILURE_REASON, "") or ""
         if status == "FAILED" and not reason:
             reason = f"no reason recorded (MLflow run status {info.status})"
-        reused = tags.get(f"{PREFIX}reused_from", "")
+        reused = tags.get(T.REUSED_FROM, "")
         records.append({
-            "trial": _trial_number(tags, info.run_name), "config_hash": tags.get(f"{PREFIX}config_hash", ""),
+            "trial": _trial_number(tags, info.run_name), "config_hash": tags.get(T.CONFIG_HASH, ""),
             "status": status, "failure_reason": reason,
             "reused_from": int(reused) if reused.lstrip("-").isdigit() else None,
-            "device": tags.get(f"{PREFIX}device", ""), "seed": tags.get(f"{PREFIX}seed", ""),
-            "git_sha": tags.get(f"{PREFIX}git_sha", ""), "run_id": info.run_id, "run_name": info.run_name or "",
+            "device": tags.get(T.DEVICE, ""), "seed": tags.get(T.SEED, ""),
+            "git_sha": tags.get(T.GIT_SHA, ""), "arm": tags.get(T.ARM, ""), "baseline_key": tags.get(T.BASELINE_KEY, ""),
+            "host": tags.get(T.HOST, ""), "node_id": tags.get(T.NODE_ID, ""), "gpu": tags.get(T.GPU, ""),
+            "run_id": info.run_id, "run_name": info.run_name or "",
             "run_status": info.status, "start_time": info.start_time,
         })
         params.append({k: parse_param(v) for k, v in run.data.params.items()})
@@ -186,19 +177,35 @@ def load_study(study: str, tracking_uri: str = DEFAULT_TRACKING_URI) -> Study:
     client = open_store(tracking_uri)
     exp = client.get_experiment_by_name(study)
     if exp is None or exp.lifecycle_stage == "deleted":
-        known = list_studies(client)
+        known = list_studies(tracking_uri)
         raise ReportError(f"no study {study!r} in MLflow store {tracking_uri}; studies there: "
                           f"{', '.join(known) if known else '(none: run a sweep first)'}")
-    parents = search_all(client, [exp.experiment_id], f"tags.`{PREFIX}role` = 'parent'")
+    parents = search_runs(tracking_uri, [exp.experiment_id], T.role_filter(T.ROLE_PARENT), frame=False)
     parents.sort(key=lambda r: r.info.start_time or 0)
     parent_tags = dict(parents[0].data.tags) if parents else {}
     parent_params = dict(parents[0].data.params) if parents else {}
-    runs = search_all(client, [exp.experiment_id], f"tags.`{PREFIX}role` = 'trial'")
+    runs = search_runs(tracking_uri, [exp.experiment_id], T.role_filter(T.ROLE_TRIAL), frame=False)
     if not runs:
         raise ReportError(f"study {study!r} in {tracking_uri} has no trial runs yet (start or resume it: "
                           f"python -m sweep +experiment=NAME)")
+    baselines = {r.data.tags.get(T.BASELINE_KEY, ""): dict(r.data.metrics)
+                 for r in search_runs(tracking_uri, [exp.experiment_id], T.role_filter(T.ROLE_BASELINE), frame=False)
+                 if r.data.tags.get(T.STATUS) == "COMPLETE"}
     return Study(name=study, tracking_uri=tracking_uri, experiment_id=exp.experiment_id,
-                 experiment=parent_tags.get(f"{PREFIX}experiment", study),
-                 objectives=_split(parent_tags.get(f"{PREFIX}objectives"), DEFAULT_OBJECTIVES),
-                 group_by=_split(parent_tags.get(f"{PREFIX}group_by"), DEFAULT_GROUP_BY),
-                 trials=runs_frame(runs), parent_tags=parent_tags, parent_params=parent_params)
+                 experiment=parent_tags.get(T.EXPERIMENT, study),
+                 objectives=_split(parent_tags.get(T.OBJECTIVES), DEFAULT_OBJECTIVES),
+                 group_by=_split(parent_tags.get(T.GROUP_BY), DEFAULT_GROUP_BY),
+                 trials=with_baselines(runs_frame(runs), baselines), parent_tags=parent_tags,
+                 parent_params=parent_params, baselines=baselines, arms=json.loads(parent_tags.get(T.ARMS, "[]")))
+
+
+def with_baselines(frame: pd.DataFrame, baselines: dict[str, dict[str, float]]) -> pd.DataFrame:
+    """Each trial's merged latency and its baseline's accuracy (`baseline_accuracy`), from its baseline run."""
+    out = frame.copy()
+    keys = out["baseline_key"] if "baseline_key" in out else pd.Series("", index=out.index)
+    for name in FROM_BASELINE:
+        measured = pd.to_numeric(out[name], errors="coerce") if name in out else pd.Series(np.nan, index=out.index)
+        shared = pd.Series([baselines.get(k, {}).get(name, np.nan) for k in keys], index=out.index, dtype=float)
+        out[name] = shared.where(shared.notna(), measured)
+    out["baseline_accuracy"] = [baselines.get(k, {}).get("eval_accuracy", np.nan) for k in keys]
+    return out

@@ -1,15 +1,11 @@
 """Assemble the report of a study and write it: report.md, a self-contained report.html, trials.csv, PNGs.
 
-The report is a list of blocks (headings, text, tables, images) built once and
-written twice: as Markdown next to the PNGs, and as one HTML file with inline CSS
-and the PNGs embedded as base64, so it can be mailed or attached as it is.
+The report is a list of blocks (blocks.py) built once here and written twice: as Markdown
+next to the PNGs, and as one HTML file.
 """
 
 from __future__ import annotations
 
-import base64
-import dataclasses
-import html
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -18,40 +14,12 @@ from pathlib import Path
 import pandas as pd
 
 from sweep import metrics as mt
+from sweep.config.cost import CostConfig
 from sweep.report import cost as cst
-from sweep.report import plots, stats, tables
+from sweep.report import sections, stats, tables
+from sweep.report.blocks import Heading, Table, Text, to_html, to_markdown
 from sweep.report.load import ReportError, Study, load_study
-from sweep.report.pareto import frontier_mask, order_best_first
-
-# Pareto plots: eval_accuracy against each of these (training cost is derived from train_time_s)
-PARETO_X = ("trainable_ratio", "merged_latency_p50_ms", "peak_memory_mb", "training_cost_usd")
-Y = "eval_accuracy"
-COST_TABLE = ("training_cost_usd", "inference_usd_per_million", "monthly_inference_usd", "monthly_total_usd",
-              "monthly_benefit_usd", "net_monthly_usd", "roi", "payback_months")
-
-
-# ------------------------------------------------------------------ blocks
-@dataclass
-class Heading:
-    text: str
-    level: int = 2
-
-
-@dataclass
-class Text:
-    text: str
-
-
-@dataclass
-class Table:
-    frame: pd.DataFrame  # raw values; formatted when written
-    empty: str = "(none)"
-
-
-@dataclass
-class Image:
-    path: Path
-    caption: str
+from sweep.report.recommend import recommend
 
 
 @dataclass
@@ -75,7 +43,7 @@ def _check_objectives(study: Study) -> None:
             raise ReportError(f"parent run tag lorasweep.objectives of study {study.name!r}: {exc.args[0]}") from None
 
 
-def _summary(study: Study, frame: pd.DataFrame, cost: cst.CostConfig) -> str:
+def _summary(study: Study, frame: pd.DataFrame, cost: CostConfig) -> str:
     counts = frame["status"].value_counts()
     n_reused = int(frame["reused_from"].notna().sum())
     parts = [f"{int(counts.get(s, 0))} {s.lower()}" for s in ("COMPLETE", "PRUNED", "FAILED", "RUNNING") if counts.get(s, 0)]
@@ -90,123 +58,29 @@ def _summary(study: Study, frame: pd.DataFrame, cost: cst.CostConfig) -> str:
     return text
 
 
-def _cost_inputs(cost: cst.CostConfig) -> pd.DataFrame:
-    rows = [{"key": f"cost.{f.name}", "value": "null" if getattr(cost, f.name) is None else str(getattr(cost, f.name)),
-             "unit": cst.INPUT_UNITS.get(f.name, "")} for f in dataclasses.fields(cost)]
-    return pd.DataFrame(rows)
+def point_metrics(frame: pd.DataFrame) -> list[str]:
+    """Columns folded into config points: every declared metric, the interval bounds, the cost columns."""
+    names = [m.name for m in mt.METRICS] + [b for m in mt.METRICS for b in mt.interval_names(m.name)]
+    return [c for c in [*names, "baseline_accuracy", *cst.DERIVED] if c in frame]
 
 
-def _pareto_section(points: pd.DataFrame, folder: Path, objectives: list[str]) -> tuple[list, list[Path]]:
-    blocks: list = [Heading("Pareto frontiers"),
-                    Text("Each point is one config (seeds of a config folded into their mean; bars show the seed range). "
-                         "Red points are non-dominated: no other config is at least as good on both axes and better on one; "
-                         "grey points are dominated. Directions come from sweep/metrics.py.")]
-    pngs: list[Path] = []
-    for x in PARETO_X:
-        blocks.append(Heading(f"{Y} vs {x}", 3))
-        if x not in points or points[x].notna().sum() == 0 or points.empty:
-            blocks.append(Text(f"No completed trial recorded {x}; no frontier."))
-            continue
-        have = points[points[x].notna() & points[Y].notna()]
-        mask = frontier_mask(have, [Y, x], [mt.direction(Y), cst.cost_direction(x)])
-        png = plots.pareto_plot(have, x, Y, mask, folder / f"pareto_{x}.png",
-                                f"{Y} ({mt.direction(Y).value}) vs {x} ({cst.cost_direction(x).value})")
-        pngs.append(png)
-        blocks.append(Image(png, f"{Y} vs {x}"))
-        front = have[mask].sort_values(x, kind="stable")
-        blocks.append(Table(front[tables.point_columns(front, [x])]))
-    dims = [m for m in dict.fromkeys([Y, *objectives]) if m in points]
-    if len(dims) > 1 or dims != [Y]:
-        have = points.dropna(subset=dims)
-        if not have.empty:
-            mask = frontier_mask(have, dims)
-            blocks.append(Heading("Frontier over the study objectives: " + ", ".join(dims), 3))
-            front = have[mask].sort_values(dims[-1], kind="stable")
-            blocks.append(Table(front[tables.point_columns(have, dims)]))
-    return blocks, pngs
-
-
-def _noise_section(points: pd.DataFrame) -> list:
-    blocks: list = [Heading("Noise: are the top configs distinguishable?")]
-    verdict = stats.noise_check(points, mt.direction(Y))
-    if verdict is None:
-        return blocks + [Text("No completed trial with an accuracy.")]
-    blocks += [Text(verdict.text + " Interval: Wilson score, 95%, on eval_samples examples (seeds pooled)."),
-               Table(verdict.table)]
-    seeds = tables.seeds_table(points)
-    if seeds.empty:
-        blocks.append(Text("Every config ran with a single seed: the spread between seeds is unknown; the binomial "
-                           "interval above is the only noise estimate."))
-    else:
-        blocks += [Heading("Configs run with several seeds", 3), Table(seeds)]
-    return blocks
-
-
-def _recommendation_section(rec: cst.Recommendation) -> list:
-    blocks: list = [Heading("Recommendation"), Text(rec.text)]
-    if rec.chosen is not None:
-        shown = pd.DataFrame([rec.best, rec.chosen]).drop_duplicates(subset=["config"])
-        shown.insert(0, "role", ["best accuracy", "recommended"] if len(shown) == 2 else ["best accuracy and recommended"])
-        extra = ["trainable_params", "monthly_total_usd", "roi", "payback_months"]
-        blocks.append(Table(shown[["role", *tables.point_columns(shown, extra)]]))
-    return blocks
-
-
-def _question_section(study: Study, frame: pd.DataFrame, folder: Path) -> tuple[list, list[Path]]:
-    by = [c for c in study.group_by if c in frame]
-    missing = [c for c in study.group_by if c not in frame]
-    blocks: list = [Heading(f"The experiment's question: by {', '.join(study.group_by)}")]
-    pngs: list[Path] = []
-    if missing:
-        blocks.append(Text(f"Not recorded as a param of any trial: {', '.join(missing)}."))
-    if by:
-        blocks.append(Text("Per group: trial runs, n completed (reused copies left out), trials that did not complete, and "
-                           "best / mean / std / spread of eval_accuracy over the completed ones; cost columns are means."))
-        blocks.append(Table(tables.group_table(frame, by)))
-        done = stats.measured(frame)
-        if not done.empty and done[Y].notna().any():
-            png = plots.group_plot(done, by, Y, folder / f"groups_{Y}.png", f"{Y} by {', '.join(by)}")
-            pngs.append(png)
-            blocks.append(Image(png, f"{Y} by {', '.join(by)}"))
-    for axis in tables.other_axes(frame, by):
-        blocks += [Heading(f"By {axis}", 3), Table(tables.group_table(frame, [axis]))]
-    return blocks, pngs
-
-
-def _cost_section(frame: pd.DataFrame, points: pd.DataFrame, cost: cst.CostConfig) -> list:
-    total, counted, unknown = cst.sweep_total_cost(frame, cost)
-    baseline, baseline_from = cst.baseline_of(frame, cost)
-    text = (f"Sweep total training cost: {cst.money(total)} over {counted} trial run{'' if counted == 1 else 's'} with a "
-            "known train time" + (f" ({unknown} without one {'is' if unknown == 1 else 'are'} not counted)" if unknown else "")
-            + "; trials that reused an earlier result cost nothing. One-off cost for the ROI: sweep total + engineering "
-            f"{cst.money(cost.engineering_cost)} = {cst.money(total + cost.engineering_cost)}. Baseline accuracy: "
-            f"{baseline:.4f} ({baseline_from}). Benefit and ROI are given for completed trials only. "
-            "Formulas: see sweep/report/cost.py.")
-    blocks: list = [Heading("Cost and ROI"), Text(text), Table(_cost_inputs(cost))]
-    if not points.empty:
-        ranked = points.iloc[order_best_first(points[Y].to_numpy(dtype=float), mt.direction(Y))]
-        blocks.append(Table(ranked[["trials", "config_hashes", Y, *[c for c in COST_TABLE if c in ranked]]]))
-    return blocks
-
-
-def build_blocks(study: Study, cost: cst.CostConfig, folder: Path) -> tuple[list, pd.DataFrame, list[Path]]:
+def build_blocks(study: Study, cost: CostConfig, folder: Path) -> tuple[list, pd.DataFrame, list[Path]]:
     """The report's blocks, the trials frame with cost columns (for trials.csv), and the PNGs written."""
     _check_objectives(study)
     frame = cst.add_costs(study.trials, cost)
-    metric_names = [m.name for m in mt.METRICS] + list(cst.DERIVED)
-    points = stats.config_points(frame, [m for m in metric_names if m in frame])
+    points = stats.config_points(frame, point_metrics(frame))
     one_off = cst.sweep_total_cost(frame, cost)[0] + cost.engineering_cost
-    rec = cst.recommend(points, cost, study.objectives, one_off)
+    rec = recommend(points, cost, study.objectives, one_off)
 
     blocks: list = [Heading(f"lorasweep report: {study.name}", 1), Text(_summary(study, frame, cost))]
-    blocks += _recommendation_section(rec)
-    question, pngs = _question_section(study, frame, folder)
+    blocks += sections.recommendation(rec)
+    question, pngs = sections.question(study, frame, folder)
     blocks += question
-    pareto_blocks, pareto_pngs = _pareto_section(points, folder, study.objectives)
+    pareto_blocks, pareto_pngs = sections.pareto(points, folder, study.objectives)
     blocks += pareto_blocks
     pngs += pareto_pngs
-    blocks += _noise_section(points)
-    blocks += _cost_section(frame, points, cost)
+    blocks += sections.noise(points, study)
+    blocks += sections.costs(frame, points, cost)
     blocks += [Heading("All trials"), Text("Key config and metrics per trial run; every metric is in trials.csv. "
                                            "`reused` = the result was copied from that earlier trial with the same config hash."),
                Table(tables.trials_table(frame, study.objectives))]
@@ -221,81 +95,13 @@ def build_blocks(study: Study, cost: cst.CostConfig, folder: Path) -> tuple[list
     return blocks, frame, pngs
 
 
-# ------------------------------------------------------------------ writers
-def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def to_markdown(blocks: list) -> str:
-    out: list[str] = []
-    for b in blocks:
-        if isinstance(b, Heading):
-            out.append(f"{'#' * b.level} {b.text}\n")
-        elif isinstance(b, Text):
-            out.append(f"{b.text}\n")
-        elif isinstance(b, Image):
-            out.append(f"![{b.caption}]({b.path.name})\n")
-        elif isinstance(b, Table):
-            if b.frame.empty:
-                out.append(f"{b.empty}\n")
-                continue
-            f = tables.formatted(b.frame)
-            lines = ["| " + " | ".join(_md_cell(c) for c in f.columns) + " |",
-                     "|" + "|".join("---" for _ in f.columns) + "|"]
-            lines += ["| " + " | ".join(_md_cell(str(v)) for v in row) + " |" for row in f.itertuples(index=False)]
-            out.append("\n".join(lines) + "\n")
-    return "\n".join(out)
-
-
-CSS = """
-body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;color:#222;line-height:1.45;padding:0 1em}
-h1{border-bottom:2px solid #444}h2{border-bottom:1px solid #ccc;margin-top:2em}
-table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:13px;display:block;overflow-x:auto}
-th,td{border:1px solid #ddd;padding:3px 7px;text-align:right;white-space:nowrap}
-th{background:#f2f2f2}tr:nth-child(even) td{background:#fafafa}
-td:first-child,th:first-child{text-align:left}
-figure{margin:1em 0}figcaption{font-size:12px;color:#666}img{max-width:100%}
-code{background:#f4f4f4;padding:1px 4px;border-radius:3px}
-"""
-
-
-def _inline(text: str) -> str:
-    """Escape, then render `code` spans."""
-    parts = html.escape(text).split("`")
-    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
-
-
-def to_html(blocks: list, title: str) -> str:
-    body: list[str] = []
-    for b in blocks:
-        if isinstance(b, Heading):
-            body.append(f"<h{b.level}>{html.escape(b.text)}</h{b.level}>")
-        elif isinstance(b, Text):
-            body.append(f"<p>{_inline(b.text)}</p>")
-        elif isinstance(b, Image):
-            data = base64.b64encode(Path(b.path).read_bytes()).decode("ascii")
-            body.append(f'<figure><img alt="{html.escape(b.caption)}" src="data:image/png;base64,{data}">'
-                        f"<figcaption>{html.escape(b.caption)}</figcaption></figure>")
-        elif isinstance(b, Table):
-            if b.frame.empty:
-                body.append(f"<p><em>{html.escape(b.empty)}</em></p>")
-                continue
-            f = tables.formatted(b.frame)
-            head = "".join(f"<th>{html.escape(c)}</th>" for c in f.columns)
-            rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
-                           for row in f.itertuples(index=False))
-            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
-    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
-            f"<style>{CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
-
-
 def _csv_value(v):
     if isinstance(v, float) and math.isinf(v):
         return "inf" if v > 0 else "-inf"
     return v
 
 
-def write_report(study: Study, cost: cst.CostConfig, out_root: Path) -> ReportFiles:
+def write_report(study: Study, cost: CostConfig, out_root: Path) -> ReportFiles:
     """Write reports/<study>/{report.md, report.html, trials.csv, *.png}."""
     folder = Path(out_root) / study.name
     folder.mkdir(parents=True, exist_ok=True)
@@ -309,6 +115,6 @@ def write_report(study: Study, cost: cst.CostConfig, out_root: Path) -> ReportFi
     return files
 
 
-def build_report(study: str, cost: cst.CostConfig, tracking_uri: str, out_root: Path) -> ReportFiles:
+def build_report(study: str, cost: CostConfig, tracking_uri: str, out_root: Path) -> ReportFiles:
     """Load `study` from MLflow and write its report."""
     return write_report(load_study(study, tracking_uri), cost, out_root)

@@ -17,25 +17,11 @@ import pandas as pd
 
 from sweep.config.hashing import EXCLUDED_KEYS
 from sweep.metrics import Direction
+from sweep.noise import wilson_interval
 from sweep.report.pareto import order_best_first
 
-Z95 = 1.959963984540054  # two-sided 95% normal quantile
 SEED_KEY = "train.seed"
 CONFIG_PREFIXES = ("model.", "data.", "lora.", "quant.", "train.")
-
-
-def wilson_interval(accuracy: float, n: float, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval for a proportion `accuracy` observed on `n` examples; (nan, nan) without data."""
-    if n is None or not math.isfinite(float(n)) or n <= 0 or accuracy is None or not math.isfinite(float(accuracy)):
-        return (math.nan, math.nan)
-    p, n = float(accuracy), float(n)
-    z2 = z * z
-    denom = 1.0 + z2 / n
-    centre = (p + z2 / (2.0 * n)) / denom
-    half = (z / denom) * math.sqrt(max(p * (1.0 - p) / n + z2 / (4.0 * n * n), 0.0))
-    lo = 0.0 if p <= 0.0 else max(0.0, centre - half)  # exact bounds at 0 and 1 (rounding would leave 1 - 1e-16)
-    hi = 1.0 if p >= 1.0 else min(1.0, centre + half)
-    return (lo, hi)
 
 
 def within_noise(best_accuracy: float, best_n: float, other_accuracy: float) -> bool:

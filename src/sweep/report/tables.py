@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from sweep import metrics as mt
+from sweep.config.hashing import EXCLUDED_KEYS
 from sweep.report.cost import DERIVED
 from sweep.report.pareto import order_best_first
 from sweep.report.stats import config_columns, measured
@@ -29,7 +30,6 @@ GROUP_COSTS = ("trainable_params", "train_time_s", "peak_memory_mb", "merged_lat
 AXES = ("lora.targets", "lora.r", "lora.method", "schedule", "lora.use_dora", "lora.use_rslora", "quant.method",
         "lora.init", "train.lr", "model.name", "data.name")
 MAX_AXIS_VALUES = 8
-RUNTIME_KEYS = ("train.threads", "train.device")
 MISSING = "–"
 
 
@@ -112,7 +112,7 @@ def trials_table(frame: pd.DataFrame, objectives: list[str]) -> pd.DataFrame:
     out = frame[base].copy()
     out["reused"] = [f"= #{int(r)}" if not _is_missing(r) else "" for r in frame["reused_from"]]
     keys = [c for c in KEY_CONFIG if c in frame and (frame[c].map(cell_key) != MISSING).any()]
-    others = varying(frame, [c for c in config_columns(frame) if c not in keys and c not in RUNTIME_KEYS])
+    others = varying(frame, [c for c in config_columns(frame) if c not in keys and c not in EXCLUDED_KEYS])
     for c in [*keys, *others]:
         out[c] = frame[c]
     metric_cols = [m for m in dict.fromkeys([*objectives, *KEY_METRICS]) if m in frame and frame[m].notna().any()]
@@ -189,7 +189,7 @@ def reused_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 def point_columns(points: pd.DataFrame, extra: list[str]) -> list[str]:
     """Display columns of a config-point table: trials, hash, seeds, the varying config, accuracy (+ spread), extras."""
-    cfg = varying(points, [c for c in (*KEY_CONFIG, *config_columns(points)) if c != "train.seed" and c not in RUNTIME_KEYS])
+    cfg = varying(points, [c for c in (*KEY_CONFIG, *config_columns(points)) if c != "train.seed" and c not in EXCLUDED_KEYS])
     cols = ["trials", "config_hashes", "n_seeds", *dict.fromkeys(cfg), "eval_accuracy"]
     if "eval_accuracy_std" in points and points["eval_accuracy_std"].notna().any():
         cols += ["eval_accuracy_std"]

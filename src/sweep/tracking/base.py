@@ -1,4 +1,8 @@
-"""The tracker interface and its null object (tracking off = a tracker that drops everything)."""
+"""The tracker interface and its null object (tracking off = a tracker that drops everything).
+
+Callers never branch on whether tracking is on: they get a `NullTracker` (or a
+`NullSweepTracking`, see sweep_run.py) that accepts every call and does nothing.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,22 @@ from typing import Protocol
 
 
 class Tracker(Protocol):
+    """One trial's run."""
+
+    run_id: str | None
+
     def log_params(self, params: dict) -> None: ...
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None: ...
     def set_tags(self, tags: dict[str, str]) -> None: ...
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None: ...
+    def log_dict(self, d: dict, name: str) -> None: ...
+    def finish(self, status: str) -> None: ...
 
 
 class NullTracker:
-    """Accepts every call and does nothing."""
+    """Accepts every call of `Tracker` and does nothing."""
+
+    run_id: str | None = None
 
     def log_params(self, params: dict) -> None:
         pass
@@ -26,6 +38,12 @@ class NullTracker:
         pass
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        pass
+
+    def log_dict(self, d: dict, name: str) -> None:
+        pass
+
+    def finish(self, status: str) -> None:
         pass
 
 

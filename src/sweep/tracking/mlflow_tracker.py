@@ -1,22 +1,30 @@
-"""MLflow: one parent run per sweep, one child run per trial, through MlflowClient and explicit run ids.
+"""MLflow primitives (store, experiment, terminal status) and the tracker of one trial's child run.
 
-No global "active run" state: several worker processes write to the same store,
-each to its own child run. Writes are retried when sqlite reports a lock.
+No global "active run" state: several worker processes write to the same store, each to
+its own child run through MlflowClient and an explicit run id. Writes are retried when
+sqlite reports a lock. A trial's metrics and tags are buffered and written with one
+`log_batch` call at a time (every few seconds during training, and before the run is
+closed), so the tracker costs a few calls per trial, not one per value.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 from sweep.config.errors import ConfigError
 from sweep.retry import STARTUP_DELAYS, retry_while
+from sweep.text import one_line
+from sweep.tracking import tags as T
 from sweep.tracking.base import flatten
 
-PREFIX = "lorasweep."
+BATCH = 900  # MLflow accepts at most 1000 metrics+params+tags per log_batch
+FLUSH_EVERY_S = 10.0  # buffered curve points reach the store at least this often
 
 
 def _retry(fn: Callable, *args, **kwargs):
@@ -34,12 +42,82 @@ def absolute_uri(tracking_uri: str) -> str:
     return tracking_uri
 
 
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a `sqlite:///` URI (None for other stores)."""
+    uri = absolute_uri(uri)
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
+def check_sqlite_file(path: Path, timeout_s: float = 5.0) -> str | None:
+    """Why a sqlite database file cannot be used (None if it can), without writing: an existing file must be a
+    readable, unlocked sqlite database; a missing one needs a writable folder to be created in."""
+    import sqlite3
+
+    if path.exists():
+        try:
+            con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout_s)
+            try:
+                con.execute("select count(*) from sqlite_master").fetchone()
+            finally:
+                con.close()
+        except sqlite3.Error as exc:
+            return f"{path} is not a usable sqlite database ({one_line(exc, 120)})"
+        return None
+    return None if writable(path.parent) else f"cannot create {path}: its folder cannot be created or written"
+
+
+def writable(folder: Path) -> bool:
+    """Whether files can be created in `folder` (or in the folders that would be made for it), probed with a
+    temporary file in the nearest existing one, removed at once (access() is no answer for root)."""
+    import tempfile
+
+    folder = Path(folder).resolve()
+    while not folder.exists():
+        folder = folder.parent
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".lorasweep-probe-")
+    except OSError:
+        return False
+    os.close(fd)
+    os.unlink(probe)
+    return True
+
+
+def check_store(tracking_uri: str, artifact_location: str) -> None:
+    """Before anything is written: the MLflow store can be used (one-line ConfigError naming the key and the fix)."""
+    uri = absolute_uri(tracking_uri)
+    path = sqlite_path(uri)
+    fix = "(fix tracking.tracking_uri, move a corrupt store away, or run without MLflow: tracking=none)"
+    if path is not None:
+        problem = check_sqlite_file(path)
+        if problem:
+            raise ConfigError([f"tracking.tracking_uri: {problem} {fix}"])
+    elif uri.startswith(("http://", "https://")):
+        import urllib.request
+
+        try:
+            urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=10).read()
+        except OSError as exc:
+            raise ConfigError([f"tracking.tracking_uri: no MLflow server answers at {uri} ({one_line(exc, 120)}) {fix}"]) from None
+    elif "://" not in uri or uri.startswith("file:"):
+        folder = Path(uri[len("file://"):] if uri.startswith("file://") else uri.removeprefix("file:"))
+        if not writable(folder):
+            raise ConfigError([f"tracking.tracking_uri: {folder} cannot be written {fix}"])
+    if "://" not in artifact_location and not writable(Path(artifact_location)):
+        raise ConfigError([f"tracking.artifact_location: {artifact_location} cannot be written (set "
+                           "tracking.artifact_location to a writable folder)"])
+
+
 def client(tracking_uri: str):
     from mlflow.tracking import MlflowClient
 
     tracking_uri = absolute_uri(tracking_uri)
-    if tracking_uri.startswith("sqlite:///"):
-        Path(tracking_uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    path = sqlite_path(tracking_uri)
+    if path is not None:
+        from sweep import sqlite
+
+        sqlite.tune()
+        path.parent.mkdir(parents=True, exist_ok=True)
     return MlflowClient(tracking_uri=tracking_uri)
 
 
@@ -47,13 +125,12 @@ def client(tracking_uri: str):
 def init_lock(tracking_uri: str):
     """Serialise first use of a sqlite store between coordinators on one host: MLflow migrates a fresh
     database on first open, and two processes migrating at once corrupt each other's steps."""
-    uri = absolute_uri(tracking_uri)
-    if not uri.startswith("sqlite:///"):
+    path = sqlite_path(tracking_uri)
+    if path is None:
         yield
         return
     import fcntl
 
-    path = Path(uri[len("sqlite:///"):])
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(f"{path}.lock", "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
@@ -64,7 +141,8 @@ def init_lock(tracking_uri: str):
 
 
 def ensure_experiment(tracking_uri: str, name: str, artifact_location: str) -> str:
-    """The experiment id for `name`, created with its artifacts under `artifact_location/<name>`.
+    """The experiment id for `name`, created with its artifacts under `artifact_location/<name>` and tagged as a
+    fine-tuning experiment (the UI then opens on its runs, not on the GenAI overview).
 
     Retried a few times: a coordinator on another machine may be creating the store's schema or the same
     experiment at this very moment."""
@@ -74,57 +152,69 @@ def ensure_experiment(tracking_uri: str, name: str, artifact_location: str) -> s
         if exp is not None:
             if exp.lifecycle_stage == "deleted":
                 c.restore_experiment(exp.experiment_id)
+            if exp.tags.get(T.EXPERIMENT_KIND) != T.KIND_FINETUNING:
+                c.set_experiment_tag(exp.experiment_id, T.EXPERIMENT_KIND, T.KIND_FINETUNING)
             return exp.experiment_id
         location = (Path(artifact_location) / name).resolve().as_uri() if "://" not in artifact_location else f"{artifact_location}/{name}"
-        return c.create_experiment(name, artifact_location=location)
+        return c.create_experiment(name, artifact_location=location, tags={T.EXPERIMENT_KIND: T.KIND_FINETUNING})
 
     racing = ("already exists", "RESOURCE_ALREADY_EXISTS", "UNIQUE constraint", "locked", "migration", "no such table",
               "duplicate")
     try:
         return retry_while(get_or_create, markers=racing, delays=STARTUP_DELAYS)
     except Exception as exc:
-        text = " ".join(str(exc).split())
-        raise ConfigError([f"tracking.tracking_uri: cannot use MLflow store {tracking_uri!r}: {text[:300]} "
+        raise ConfigError([f"tracking.tracking_uri: cannot use MLflow store {tracking_uri!r}: {one_line(exc, 300)} "
                            "(fix the URI, or move a corrupt .mlflow/mlflow.db away; tracking=none runs without MLflow)"]) from None
 
 
-def parent_run(tracking_uri: str, experiment_id: str, study: str, tags: dict[str, str], params: dict[str, Any]) -> str:
-    """The sweep's parent run: reused when the study is resumed or joined by another machine."""
-    c = client(tracking_uri)
-    query = f"tags.`{PREFIX}role` = 'parent' and tags.`{PREFIX}study` = '{study}'"
-    order = ["attributes.start_time ASC", "attributes.run_id ASC"]
-    found = c.search_runs([experiment_id], filter_string=query, max_results=1, order_by=order)
-    if found:
-        run_id = found[0].info.run_id
-        _retry(c.update_run, run_id, status="RUNNING")
-    else:
-        run = _retry(c.create_run, experiment_id, run_name=f"sweep:{study}",
-                     tags={f"{PREFIX}role": "parent", f"{PREFIX}study": study, **tags})
-        run_id = run.info.run_id
-        _log_params(c, run_id, params)
-        # two machines starting the same study at once may both have created one: keep the earliest
-        first = c.search_runs([experiment_id], filter_string=query, max_results=1, order_by=order)[0].info.run_id
-        if first != run_id:
-            _retry(c.delete_run, run_id)
-            run_id = first
-    for k, v in tags.items():
-        _retry(c.set_tag, run_id, k, v)
-    return run_id
+@contextlib.contextmanager
+def using_tracking_uri(uri: str):
+    """`mlflow.search_runs` reads the global tracking URI: point it at `uri` for the call, then restore it."""
+    import mlflow
+
+    before = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(before) if before else mlflow.set_tracking_uri("")
 
 
-def _log_params(c, run_id: str, params: dict[str, Any]) -> None:
+def search_runs(tracking_uri: str, experiment_ids: list[str], filter_string: str, *, frame: bool = True):
+    """Every run matching `filter_string` (MLflow pages through them): a DataFrame (`tags.*`, `params.*`,
+    `metrics.*` columns) or, with frame=False, the Run objects."""
+    import mlflow
+
+    with using_tracking_uri(absolute_uri(tracking_uri)):
+        return mlflow.search_runs(experiment_ids, filter_string=filter_string, max_results=100_000,
+                                  output_format="pandas" if frame else "list")
+
+
+def log_params(c, run_id: str, params: dict[str, Any]) -> None:
     from mlflow.entities import Param
 
     items = [Param(k, str(v)[:6000]) for k, v in sorted(params.items())]
-    for i in range(0, len(items), 90):
-        _retry(c.log_batch, run_id, params=items[i : i + 90])
+    for i in range(0, len(items), BATCH):
+        _retry(c.log_batch, run_id, params=items[i : i + BATCH])
+
+
+def log_metrics(tracking_uri: str, run_id: str, metrics: dict[str, float]) -> None:
+    """Final values (step 0) written into an existing run, e.g. one recovered after its worker died."""
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    items = [Metric(k, float(v), now, 0) for k, v in metrics.items() if v is not None and math.isfinite(float(v))]
+    for i in range(0, len(items), BATCH):
+        _retry(client(tracking_uri).log_batch, run_id, metrics=items[i : i + BATCH])
 
 
 def finish_run(tracking_uri: str, run_id: str, status: str, tags: dict[str, str] | None = None) -> None:
     """Set tags and the terminal status (FINISHED | FAILED | KILLED) of a run, e.g. one whose worker died."""
+    from mlflow.entities import RunTag
+
     c = client(tracking_uri)
-    for k, v in (tags or {}).items():
-        _retry(c.set_tag, run_id, k, v)
+    if tags:
+        _retry(c.log_batch, run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
     _retry(c.set_terminated, run_id, status=status)
 
 
@@ -132,28 +222,40 @@ class MlflowTrialTracker:
     """Tracker for one trial's child run (the Tracker protocol of sweep.tracking.base)."""
 
     def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, run_name: str, tags: dict[str, str]):
-        self.uri = tracking_uri
         self.c = client(tracking_uri)
         run = _retry(self.c.create_run, experiment_id, run_name=run_name,
-                     tags={"mlflow.parentRunId": parent_run_id, f"{PREFIX}role": "trial", **tags})
+                     tags={T.PARENT_RUN: parent_run_id, T.ROLE: T.ROLE_TRIAL, **tags})
         self.run_id = run.info.run_id
+        self._metrics: list = []
+        self._tags: dict[str, str] = {}
+        self._flushed = time.monotonic()
 
     def log_params(self, params: dict) -> None:
-        _log_params(self.c, self.run_id, flatten(params))
+        log_params(self.c, self.run_id, flatten(params))
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        import math
-
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        items = [Metric(k, float(v), now, step or 0) for k, v in metrics.items() if v is not None and math.isfinite(float(v))]
-        if items:
-            _retry(self.c.log_batch, self.run_id, metrics=items)
+        self._metrics += [Metric(k, float(v), now, step or 0) for k, v in metrics.items()
+                          if v is not None and math.isfinite(float(v))]
+        if time.monotonic() - self._flushed >= FLUSH_EVERY_S:
+            self.flush()
 
     def set_tags(self, tags: dict[str, str]) -> None:
-        for k, v in tags.items():
-            _retry(self.c.set_tag, self.run_id, k, str(v))
+        self._tags.update({k: str(v) for k, v in tags.items()})
+
+    def flush(self) -> None:
+        """Write the buffered metrics and tags (a few log_batch calls)."""
+        from mlflow.entities import RunTag
+
+        tags = [RunTag(k, v) for k, v in self._tags.items()]
+        metrics = self._metrics
+        self._metrics, self._tags, self._flushed = [], {}, time.monotonic()
+        while metrics or tags:
+            m, metrics = metrics[:BATCH], metrics[BATCH:]
+            t, tags = tags[: BATCH - len(m)], tags[BATCH - len(m):]
+            _retry(self.c.log_batch, self.run_id, metrics=m, tags=t)
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         path = Path(path)
@@ -166,4 +268,14 @@ class MlflowTrialTracker:
         _retry(self.c.log_text, self.run_id, json.dumps(d, indent=2, sort_keys=True, default=str), name)
 
     def finish(self, status: str) -> None:
+        self.flush()
         _retry(self.c.set_terminated, self.run_id, status=status)
+
+
+def trial_tracker(spec: dict | None, run_name: str, tags: dict[str, str]):
+    """The tracker a worker uses for one trial: MLflow when the task carries a tracking spec, else the null one."""
+    if not spec:
+        from sweep.tracking.base import NullTracker
+
+        return NullTracker()
+    return MlflowTrialTracker(spec["tracking_uri"], spec["experiment_id"], spec["parent_run_id"], run_name, tags)

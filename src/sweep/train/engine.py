@@ -1,5 +1,8 @@
 """The training loop: transformers' Trainer, with callbacks for curves, pruning, NaN and AdaLoRA.
 
+The training time it reports covers the optimizer steps only: the intermediate evaluations
+run inside its callbacks are timed and subtracted (and reported on their own).
+
 Trainer is the ecosystem's standard loop (optimizer, scheduler, accumulation, mixed
 precision, gradient checkpointing); the callbacks feed each intermediate
 evaluation to a Reporter (the sweep's pruner) and stop on a non-finite loss.
@@ -23,7 +26,8 @@ class NonFiniteLoss(RuntimeError):
 @dataclass
 class TrainOutcome:
     steps: int
-    seconds: float
+    seconds: float  # the optimizer steps only: intermediate evaluations are not training time
+    eval_seconds: float  # intermediate evaluations (and the pruner's answers) during training
     samples: int
     tokens: int
     last_loss: float
@@ -57,8 +61,11 @@ def _callbacks(*, eval_fn: Callable[[], dict], every: int, max_steps: int, on_ev
 
         def on_step_end(self, args, st, control, **kw):
             if every and st.global_step % every == 0 and st.global_step < max_steps:
+                t0 = time.perf_counter()
                 metrics = eval_fn()
-                if on_eval(st.global_step, metrics):
+                prune = on_eval(st.global_step, metrics)
+                state["eval_s"] = state.get("eval_s", 0.0) + time.perf_counter() - t0  # not training time
+                if prune:
                     state["pruned_at"] = st.global_step
                     control.should_training_stop = True
 
@@ -108,13 +115,14 @@ def train(model, train_feats: list[dict], collator, *, cfg: TrainConfig, device:
             import torch
 
             torch.cuda.synchronize()
-        seconds = time.perf_counter() - t0
+        seconds = time.perf_counter() - t0 - state.get("eval_s", 0.0)
     if "nonfinite" in state:
         raise NonFiniteLoss(f"NaN/inf training loss at step {state['nonfinite']} (lower train.lr or use fp32)")
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     return TrainOutcome(
         steps=int(result.global_step),
         seconds=seconds,
+        eval_seconds=state.get("eval_s", 0.0),
         samples=collator.samples_seen,
         tokens=collator.tokens_seen,
         last_loss=float(losses[-1]) if losses else float(result.training_loss),

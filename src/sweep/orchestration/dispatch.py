@@ -1,0 +1,243 @@
+"""Dispatch: Optuna's ask and tell, and the task a worker receives.
+
+`next()` hands an idle worker its next task: the study's baseline when a trial's base
+model has none yet, a trial whose twin has since failed, or a new trial. A new trial is
+proposed by its question arm's sampler (arms.py) or by the study's own; its config is
+composed and either becomes a task or is settled on the spot (a config that does not
+validate fails, a completed config hash is reused, one training elsewhere waits for it).
+`tell()` turns a worker's TrialResult into Optuna's state and values (mirrored to the arm).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sweep.baseline import baseline_key
+from sweep.config.compose import RunConfig, trial_dict
+from sweep.config.errors import ConfigError
+from sweep.config.hashing import config_hash
+from sweep.config.schema import TrialConfig
+from sweep.config.snapshot import ConfSnapshot
+from sweep.orchestration import space as sp
+from sweep.orchestration.arms import ARM_ATTR, ARM_TRIAL_ATTR, MAIN_TRIAL_ATTR, Arms
+from sweep.orchestration.baselines import Baselines
+from sweep.orchestration.recovery import OWNER_ATTR, trial_folder
+from sweep.orchestration.reuse import Reuse
+from sweep.orchestration.study import SweepStudy
+from sweep.results import TrialResult, TrialStatus, objective_values
+from sweep.tracking import tags as T
+
+RUN_ATTR = "run"  # trial user attribute: where and how long it ran {"device", "duration_s", "bookkeeping_s"}
+FAULTS_ENV = "LORASWEEP_FAULTS"  # test hook: "3:oom,5:nan,2:kill,4:disk_full" (trial number: fault)
+
+
+def faults_from_env() -> dict[int, str]:
+    out = {}
+    for part in filter(None, (p.strip() for p in os.environ.get(FAULTS_ENV, "").split(","))):
+        num, _, kind = part.partition(":")
+        out[int(num)] = kind
+    return out
+
+
+@dataclass
+class Pending:
+    """A task handed (or about to be handed) to a worker: a trial asked from Optuna, or a baseline."""
+
+    trial: Any  # optuna.Trial of the main study (report/should_prune, tell); None for a baseline
+    task: dict
+    started: float = 0.0
+    run_id: str | None = None
+    arm_trial: Any = None  # the arm study's mirror trial (pruning within the arm)
+
+    @property
+    def number(self) -> int:
+        return self.trial.number if self.trial is not None else -1
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.task["type"] == "baseline"
+
+
+class Dispatcher:
+    def __init__(self, run: RunConfig, study: SweepStudy, arms: Arms | None, tracking, snapshot: ConfSnapshot, *,
+                 owner: str, out_dir: Path, progress):
+        self.rc = run
+        self.cfg = run.sweep
+        self.study = study
+        self.arms = arms
+        self.tracking = tracking
+        self.snapshot = snapshot
+        self.owner = owner
+        self.out_dir = out_dir
+        self.progress = progress
+        self.base = run.trial_base
+        self.group_params = sp.group_params(self.cfg.space)
+        self.faults = faults_from_env()
+        self.reuse = Reuse(study, tracking, out_dir, progress)
+        self.baselines = Baselines(study, tracking, out_dir, progress, enabled=self.cfg.baseline)
+        self.ready: list[Pending] = []  # tasks to hand out before asking for new trials
+        self.failures = 0  # trials failed in this session (a runaway failure loop stops the sweep)
+        self.compute_s = 0.0  # summed duration of the trials this session trained
+        self.trials_run = 0
+
+    # ---------------------------------------------------------------- asking
+    def want_more(self) -> bool:
+        """Another trial is needed: finished + running (on every machine) is short of n_trials."""
+        c = self.study.counts()
+        return c["finished"] + c["RUNNING"] < self.cfg.n_trials
+
+    def held(self) -> list[Pending]:
+        """Trials asked here that no worker runs yet (waiting for a twin, or ready)."""
+        return [p for p, _ in self.reuse.waiting] + [p for p in self.ready if not p.is_baseline]
+
+    def next(self) -> Pending | None:
+        """The next task for an idle worker, or None when the trial was settled here or waits for its twin."""
+        if self.ready:
+            return self.ready.pop(0)
+        trial, arm_trial, params = self._ask()
+        n = trial.number
+        try:
+            tdict = trial_dict(self.rc.overrides, params, self.group_params, conf=self.snapshot.conf,
+                               config_dirs=self.snapshot.config_dirs)
+            cfg = TrialConfig.from_dict(tdict)
+        except ConfigError as exc:
+            self.fail_untrained(Pending(trial, {"type": "run"}, arm_trial=arm_trial), "config: " + "; ".join(exc.problems))
+            return None
+        h = config_hash(cfg)
+        self.study.set_attrs(n, {"config_hash": h})
+        pending = self._pending(trial, tdict, h, arm_trial)
+        if self.cfg.reuse_completed:
+            prior = self.reuse.completed(h)
+            if prior is not None:
+                self._reuse_done(pending, prior)
+                return None
+            twin = self.reuse.running_twin(h, n)
+            if twin is not None:  # the same config is training right now: wait for its result, do not train it twice
+                self.reuse.wait(pending, twin)
+                return None
+        baseline = self.baselines.needed(tdict, self.owner)
+        if baseline is not None:  # the base model is measured on the next free worker, after this trial started
+            self.ready.insert(0, Pending(None, baseline, started=time.time()))
+        return pending
+
+    def _ask(self):
+        """(main trial, arm trial or None, its parameters): an enqueued trial (a retry) first, else a new proposal."""
+        study = self.study.study
+        if self.arms is None:
+            trial = study.ask()
+            self._claim(trial.number)
+            return trial, None, sp.suggest(trial, self.cfg.space, self.base)
+        if self.study.counts()["WAITING"]:
+            trial = study.ask()
+            self._claim(trial.number)
+            params = sp.suggest(trial, self.cfg.space, self.base)
+            arm = self.arms.of(params)
+            arm_trial = self.arms.follow(arm, params, self.base)
+        else:
+            arm = self.arms.choose() or self.arms.arms[0]
+            arm_trial, params = self.arms.propose(arm, self.base)
+            study.enqueue_trial(params, user_attrs={ARM_ATTR: arm.label, ARM_TRIAL_ATTR: arm_trial.number},
+                                skip_if_exists=False)
+            trial = study.ask()
+            self._claim(trial.number)
+            params = sp.suggest(trial, self.cfg.space, self.base)
+            if trial.user_attrs.get(ARM_TRIAL_ATTR) != arm_trial.number:  # another machine took our proposal: follow it
+                arm = self.arms.of(params)
+                arm_trial = self.arms.follow(arm, params, self.base)
+        if trial.user_attrs.get(ARM_TRIAL_ATTR) != arm_trial.number:  # a retry: its enqueued attrs had no arm trial
+            self.study.set_attrs(trial.number, {ARM_ATTR: arm.label, ARM_TRIAL_ATTR: arm_trial.number})
+        arm.study.set_attrs(arm_trial.number, {MAIN_TRIAL_ATTR: trial.number})
+        return trial, (arm, arm_trial), params
+
+    def _claim(self, number: int) -> None:
+        self.study.set_attrs(number, {OWNER_ATTR: self.owner})
+        self.study.heartbeat([number])
+
+    def _pending(self, trial, tdict: dict, h: str, arm_trial) -> Pending:
+        n = trial.number
+        tags = {T.STUDY: self.study.name, T.TRIAL_NUMBER: str(n), T.CONFIG_HASH: h, T.SEED: str(tdict["train"]["seed"]),
+                T.STATUS: "RUNNING", T.EXPERIMENT: self.rc.name, T.ARM: arm_trial[0].label if arm_trial else "",
+                T.BASELINE_KEY: baseline_key(tdict)}
+        task = {"type": "run", "trial_number": n, "config": tdict, "config_hash": h,
+                "output_dir": str(trial_folder(self.out_dir, n, h).resolve()),
+                "max_trainable_params": self.cfg.max_trainable_params, "fault": self.faults.get(n),
+                "tracking": self.tracking.trial_spec, "tags": tags}
+        return Pending(trial, task, started=time.time(), arm_trial=arm_trial)
+
+    # ---------------------------------------------------------------- settling
+    def settle_waiting(self) -> None:
+        self.reuse.settle_waiting(self._reuse_done, self.ready.append)
+
+    def _reuse_done(self, pending: Pending, prior) -> None:
+        attrs = self.reuse.reuse(pending.number, prior, pending.task["config_hash"], pending.task["config"],
+                                 pending.task["tags"])
+        self.study.set_attrs(pending.number, attrs)
+        self._tell(pending, prior.values, None)
+
+    def fail_untrained(self, pending: Pending, reason: str) -> None:
+        import optuna
+
+        self.study.set_attrs(pending.number, {"failure_reason": reason})
+        self._tell(pending, None, optuna.trial.TrialState.FAIL)
+        self.failures += 1
+        self.progress.event(pending.number, "failed", reason)
+
+    def _tell(self, pending: Pending, values, state) -> None:
+        """Tell the main study, and mirror it to the arm's study."""
+        if values is not None:
+            self.study.study.tell(pending.trial, values)
+        else:
+            self.study.study.tell(pending.trial, state=state)
+        if pending.arm_trial is not None:
+            arm, arm_trial = pending.arm_trial
+            if values is not None:
+                arm.study.study.tell(arm_trial, values)
+            else:
+                arm.study.study.tell(arm_trial, state=state)
+
+    def prune(self, pending: Pending, step: int, metrics: dict[str, float]) -> bool:
+        """Feed an intermediate evaluation to the pruner (single-objective studies only): the arm's pruner, which
+        compares the trial with its own arm's only, or the study's."""
+        if len(self.cfg.objectives) != 1:
+            return False
+        value = metrics.get(self.cfg.objectives[0])
+        if value is None:
+            return False
+        trial = pending.arm_trial[1] if pending.arm_trial is not None else pending.trial
+        trial.report(float(value), int(step))
+        return trial.should_prune()
+
+    def tell(self, pending: Pending, result: TrialResult) -> None:
+        """Tell Optuna a worker's result (its MLflow run is already closed)."""
+        import optuna
+
+        if pending.is_baseline:
+            self.baselines.done(pending.task, result)
+            return
+        n = pending.number
+        self.compute_s += result.duration_s
+        self.trials_run += 1
+        attrs = {"metrics": result.json_metrics(),
+                 RUN_ATTR: {"device": str(result.meta.get("device", "")), "duration_s": result.duration_s,
+                            "bookkeeping_s": result.meta.get("bookkeeping_s")}}
+        if result.error:
+            attrs["failure_reason"] = result.error
+        state, values = optuna.trial.TrialState.FAIL, None
+        if result.status is TrialStatus.COMPLETE:
+            values = objective_values(result.metrics, self.cfg.objectives)
+            if values is None:
+                attrs["failure_reason"] = f"objective metric missing or not finite: {self.cfg.objectives}"
+            else:
+                state = optuna.trial.TrialState.COMPLETE
+        elif result.status is TrialStatus.PRUNED:
+            state = optuna.trial.TrialState.PRUNED
+        self.study.set_attrs(n, attrs)
+        self._tell(pending, values, None if values is not None else state)
+        if state is optuna.trial.TrialState.FAIL:
+            self.failures += 1
+        detail = result.error or " ".join(f"{k}={result.metrics[k]:.4g}" for k in self.cfg.objectives if k in result.metrics)
+        self.progress.event(n, result.status.value.lower(), f"{detail} in {result.duration_s:.1f}s")

@@ -1,0 +1,138 @@
+"""The worker pool: where trials run. One interface, two implementations (local processes, Ray actors).
+
+The coordinator hands a task to an idle worker and reads events back; it never knows
+whether a worker is a process on this machine or an actor on another node.
+
+    pool.start()                         begin starting the workers (returns at once)
+    pool.idle() -> [wid]                 workers that are ready and have no task
+    pool.submit(wid, task)               run a trial task on that worker
+    pool.reply(wid, message)             answer a Report (the pruner's decision)
+    pool.events(timeout) -> [Event]      what happened since the last call (waits up to `timeout`): Ready, Started,
+                                         Report, Done (the worker is free), Tracked (its run is closed), Lost
+    pool.kill(wid, reason)               stop a worker now (a trial over its time limit); a Lost event follows
+    pool.stop(force)                     stop every worker (force: do not wait for running trials)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Union
+
+
+@dataclass
+class Ready:
+    wid: int
+    where: dict[str, str]  # host, pid, gpu, node_id, threads
+
+
+@dataclass
+class Started:
+    wid: int
+    trial_number: int
+    run_id: str | None
+
+
+@dataclass
+class Report:
+    wid: int
+    trial_number: int
+    step: int
+    metrics: dict[str, float]
+
+
+@dataclass
+class Done:
+    wid: int
+    trial_number: int
+    result: Any  # TrialResult
+    memory_mb: float = float("nan")
+    tracked: bool = True  # False: the worker is free again, its run is still being closed (a Tracked event follows)
+
+
+@dataclass
+class Tracked:
+    wid: int
+    trial_number: int  # its MLflow run is closed: the trial may be told to Optuna
+
+
+@dataclass
+class Lost:
+    wid: int
+    reason: str  # one line: why the worker is gone (exit code, signal, node)
+
+
+Event = Union[Ready, Started, Report, Done, Tracked, Lost]
+
+
+class WorkerStartupError(RuntimeError):
+    """A worker died again and again before it was ready: the environment is broken, not a trial."""
+
+
+class WorkerPool(Protocol):
+    def start(self) -> None: ...
+    def idle(self) -> list[int]: ...
+    def submit(self, wid: int, task: dict) -> None: ...
+    def reply(self, wid: int, message: dict) -> None: ...
+    def events(self, timeout: float) -> list[Event]: ...
+    def kill(self, wid: int, reason: str) -> None: ...
+    def stop(self, force: bool = False) -> None: ...
+
+
+@dataclass
+class Recycler:
+    """Replace a long-lived worker between trials when its memory after a trial has grown past its own baseline
+    (the reading after its first trial) by `growth_mb`, or after `after` trials: LoRA trials in one process
+    fragment the allocator (CUDA or malloc) and the worker would creep towards an OOM."""
+
+    growth_mb: float | None
+    after: int | None
+    baseline: dict[int, float] = field(default_factory=dict)
+    trials: dict[int, int] = field(default_factory=dict)
+
+    def due(self, wid: int, memory_mb: float) -> str | None:
+        """After a trial of worker `wid`: the reason to replace it now, or None."""
+        self.trials[wid] = self.trials.get(wid, 0) + 1
+        if memory_mb == memory_mb and wid not in self.baseline:
+            self.baseline[wid] = memory_mb
+        if self.after and self.trials[wid] >= self.after:
+            return f"ran {self.trials[wid]} trials (sweep.recycle_after={self.after})"
+        base = self.baseline.get(wid)
+        if self.growth_mb is not None and base is not None and memory_mb - base > self.growth_mb:
+            return (f"memory grew {memory_mb - base:.0f} MiB past its baseline of {base:.0f} MiB "
+                    f"(sweep.recycle_growth_mb={self.growth_mb:g})")
+        return None
+
+    def reset(self, wid: int) -> None:
+        self.baseline.pop(wid, None)
+        self.trials.pop(wid, None)
+
+
+def visible_gpus() -> list[str]:
+    """The GPU ids this machine's workers may use, without importing torch: CUDA_VISIBLE_DEVICES when set, else
+    the NVIDIA driver's device list (empty on a machine without an NVIDIA GPU)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        ids = [g.strip() for g in visible.split(",") if g.strip()]
+        return [] if not ids or ids[0].startswith("-") else ids
+    try:
+        return [str(i) for i in range(len(os.listdir("/proc/driver/nvidia/gpus")))]
+    except OSError:
+        return []
+
+
+def plan_workers(workers: Any, workers_per_gpu: int, threads_per_worker: int,
+                 gpus: list[str] | None = None) -> list[tuple[str | None, int]]:
+    """(gpu id or None, torch threads) per local worker: one per visible GPU (x workers_per_gpu), or CPU workers
+    sharing the cores."""
+    gpus = visible_gpus() if gpus is None else gpus
+    cores = os.cpu_count() or 1
+    if gpus:
+        slots = [g for g in gpus for _ in range(workers_per_gpu)]
+        if workers != "auto":
+            slots = [slots[i % len(slots)] for i in range(int(workers))]
+        threads = threads_per_worker or max(1, cores // len(slots))
+        return [(g, threads) for g in slots]
+    n = max(1, cores // 2) if workers == "auto" else int(workers)
+    threads = threads_per_worker or max(1, cores // n)
+    return [(None, threads)] * n

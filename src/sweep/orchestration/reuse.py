@@ -1,0 +1,82 @@
+"""A config is trained once per study: a config hash that already completed is reused, and a trial whose config
+is training right now (its twin, on any machine) waits for that twin's result instead of training it twice."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+from sweep.orchestration.recovery import trial_folder
+from sweep.orchestration.study import SweepStudy
+from sweep.tracking import tags as T
+
+
+class Reuse:
+    def __init__(self, study: SweepStudy, tracking, out_dir: Path, progress):
+        self.study = study
+        self.tracking = tracking
+        self.out_dir = out_dir
+        self.progress = progress
+        self.waiting: list[tuple] = []  # (pending-to-be, twin number): the same config is training elsewhere
+
+    def completed(self, h: str):
+        """The first trial that completed config hash `h` by training (not by reuse), or None."""
+        for t in self.study.trials("COMPLETE"):
+            if t.user_attrs.get("config_hash") == h and "reused_from" not in t.user_attrs:
+                return t
+        return None
+
+    def running_twin(self, h: str, number: int) -> int | None:
+        """Another RUNNING trial (any machine's) training config hash `h`, not itself waiting for one."""
+        waiting = {p.number for p, _ in self.waiting}
+        for t in self.study.trials("RUNNING"):
+            if t.number != number and t.number not in waiting and t.user_attrs.get("config_hash") == h:
+                return t.number
+        return None
+
+    def wait(self, pending, twin: int) -> None:
+        self.waiting.append((pending, twin))
+        self.progress.event(pending.number, "waiting", f"config {pending.task['config_hash']} is being trained as trial {twin}")
+
+    def settle_waiting(self, reuse_done: Callable, ready: Callable) -> None:
+        """Trials waiting for a twin: reused once it completed (`reuse_done(pending, prior)`), handed to `ready`
+        to be trained once it ended otherwise."""
+        still = []
+        for pending, twin in self.waiting:
+            if self.study.trial(twin).state.name == "RUNNING":
+                still.append((pending, twin))
+                continue
+            prior = self.completed(pending.task["config_hash"])
+            if prior is not None:
+                reuse_done(pending, prior)
+            else:
+                ready(pending)
+        self.waiting = still
+
+    def reuse(self, number: int, prior, h: str, tdict: dict, tags: dict[str, str]) -> dict:
+        """Record trial `number` as a copy of `prior`'s result (MLflow run with the trial's `tags`, trial folder);
+        returns the trial's user attributes."""
+        metrics = dict(prior.user_attrs.get("metrics") or {})
+        tags = {**tags, T.STATUS: "COMPLETE", T.REUSED_FROM: str(prior.number),
+                T.DEVICE: str((prior.user_attrs.get("run") or {}).get("device", ""))}
+        run_id = self.tracking.record_reuse(tags, tdict, metrics)
+        self._folder(number, prior, h, tdict)
+        self.progress.event(number, "reused", f"config {h} already completed as trial {prior.number}")
+        return {"metrics": metrics, "reused_from": prior.number, **({"mlflow_run_id": run_id} if run_id else {})}
+
+    def _folder(self, number: int, prior, h: str, tdict: dict) -> None:
+        """The reused trial's folder: its config, the prior result marked `reused_from`, a link to the prior adapter."""
+        import yaml
+
+        src, dst = trial_folder(self.out_dir, prior.number, h), trial_folder(self.out_dir, number, h)
+        try:
+            dst.mkdir(parents=True, exist_ok=True)
+            (dst / "config.yaml").write_text(yaml.safe_dump(tdict, sort_keys=False))
+            result = json.loads((src / "result.json").read_text()) if (src / "result.json").is_file() else {}
+            result.update({"reused_from": prior.number, "output_dir": str(dst)})
+            (dst / "result.json").write_text(json.dumps(result, indent=2, sort_keys=True))
+            if (src / "adapter").is_dir() and not (dst / "adapter").exists():
+                (dst / "adapter").symlink_to(Path("..") / src.name / "adapter", target_is_directory=True)
+        except OSError as exc:  # the copy is a convenience: the result itself is in Optuna and MLflow
+            self.progress.message(f"trial {number}: could not write its folder {dst}: {exc}")

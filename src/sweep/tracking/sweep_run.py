@@ -1,0 +1,143 @@
+"""Tracking of a whole sweep: the MLflow experiment and parent run, runs the coordinator writes itself
+(reused results, runs of lost workers) and the reconciliation of MLflow with Optuna.
+
+Optuna is the source of truth for a trial's state. `reconcile` gives every child run of the
+study whose Optuna trial is no longer RUNNING that trial's terminal status, whoever wrote
+the run last. `NullSweepTracking` is the same interface doing nothing (tracking=none).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sweep.tracking import mlflow_tracker as mt
+from sweep.tracking import tags as T
+
+# Optuna trial state -> (MLflow run status, lorasweep status tag)
+TERMINAL = {"COMPLETE": ("FINISHED", "COMPLETE"), "PRUNED": ("FINISHED", "PRUNED"), "FAIL": ("FAILED", "FAILED")}
+
+
+class NullSweepTracking:
+    """Tracking off: accepts every call and records nothing."""
+
+    trial_spec: dict | None = None
+    parent_run_id: str | None = None
+
+    def open(self) -> None:
+        pass
+
+    def record_reuse(self, tags: dict[str, str], params: dict, metrics: dict[str, float]) -> str | None:
+        return None
+
+    def close_trial_run(self, run_id: str | None, reason: str) -> None:
+        pass
+
+    def reconcile(self, trials: dict[int, Any]) -> int:
+        return 0
+
+    def close(self, interrupted: bool) -> None:
+        pass
+
+
+class SweepTracking:
+    """The study's MLflow experiment and parent run."""
+
+    def __init__(self, *, tracking_uri: str, artifact_location: str, log_adapter: bool, study: str, parent_tags: dict[str, str],
+                 parent_params: dict[str, Any]):
+        self.uri = mt.absolute_uri(tracking_uri)
+        self.artifact_location = artifact_location
+        self.log_adapter = log_adapter
+        self.study = study
+        self.parent_tags = parent_tags
+        self.parent_params = parent_params
+        self.experiment_id: str | None = None
+        self.parent_run_id: str | None = None
+        self.trial_spec: dict | None = None
+
+    def open(self) -> None:
+        """Create (or reuse, on resume or when another machine joined first) the experiment and the parent run."""
+        with mt.init_lock(self.uri):
+            self.experiment_id = mt.ensure_experiment(self.uri, self.study, self.artifact_location)
+            self.parent_run_id = self._parent_run()
+        self.trial_spec = {"tracking_uri": self.uri, "experiment_id": self.experiment_id,
+                           "parent_run_id": self.parent_run_id, "log_adapter": self.log_adapter}
+
+    def _parent_run(self) -> str:
+        from mlflow.entities import RunTag
+
+        c = mt.client(self.uri)
+        query = T.role_filter(T.ROLE_PARENT, self.study)
+        order = ["attributes.start_time ASC", "attributes.run_id ASC"]
+        found = c.search_runs([self.experiment_id], filter_string=query, max_results=1, order_by=order)
+        if found:
+            run_id = found[0].info.run_id
+            mt._retry(c.update_run, run_id, status="RUNNING")
+        else:
+            run = mt._retry(c.create_run, self.experiment_id, run_name=f"sweep:{self.study}",
+                            tags={T.ROLE: T.ROLE_PARENT, T.STUDY: self.study, **self.parent_tags})
+            run_id = run.info.run_id
+            mt.log_params(c, run_id, self.parent_params)
+            # two machines starting the same study at once may both have created one: keep the earliest
+            first = c.search_runs([self.experiment_id], filter_string=query, max_results=1, order_by=order)[0].info.run_id
+            if first != run_id:
+                mt._retry(c.delete_run, run_id)
+                run_id = first
+        mt._retry(c.log_batch, run_id, tags=[RunTag(k, str(v)) for k, v in self.parent_tags.items()])
+        return run_id
+
+    def record_reuse(self, tags: dict[str, str], params: dict, metrics: dict[str, float]) -> str | None:
+        """A child run for a trial that copied an earlier trial's result (nothing trained)."""
+        tr = mt.MlflowTrialTracker(self.uri, self.experiment_id, self.parent_run_id,
+                                   run_name=f"trial-{int(tags[T.TRIAL_NUMBER]):04d}-{tags[T.CONFIG_HASH]}-reused", tags=tags)
+        tr.log_params(params)
+        tr.log_metrics({k: v for k, v in metrics.items() if v is not None})
+        tr.finish("FINISHED")
+        return tr.run_id
+
+    def close_trial_run(self, run_id: str | None, reason: str) -> None:
+        """Close the run of a trial whose worker or coordinator died: FAILED with the reason."""
+        if run_id:
+            mt.finish_run(self.uri, run_id, "FAILED", {T.STATUS: "FAILED", T.FAILURE_REASON: reason})
+
+    def reconcile(self, trials: dict[int, Any]) -> int:
+        """Make MLflow agree with Optuna: every child run of the study whose trial (`trials`: number -> FrozenTrial)
+        is no longer RUNNING gets that trial's terminal status and reason. Returns the number of runs fixed."""
+        runs = mt.search_runs(self.uri, [self.experiment_id], T.role_filter(T.ROLE_TRIAL, self.study), frame=False)
+        fixed = 0
+        for run in runs:
+            number = run.data.tags.get(T.TRIAL_NUMBER, "")
+            trial = trials.get(int(number)) if number.lstrip("-").isdigit() else None
+            if trial is None or trial.state.name not in TERMINAL:
+                continue
+            status, tag = TERMINAL[trial.state.name]
+            if run.info.status == status and run.data.tags.get(T.STATUS) == tag:
+                continue
+            reason = str(trial.user_attrs.get("failure_reason", "")) if tag == "FAILED" else ""
+            if tag == "COMPLETE":  # recovered from its folder after its worker died: its final metrics may be missing
+                missing = {k: v for k, v in (trial.user_attrs.get("metrics") or {}).items()
+                           if v is not None and k not in run.data.metrics}
+                mt.log_metrics(self.uri, run.info.run_id, missing)
+            mt.finish_run(self.uri, run.info.run_id, status, {T.STATUS: tag, T.FAILURE_REASON: reason})
+            fixed += 1
+        return fixed
+
+    def close(self, interrupted: bool) -> None:
+        if self.parent_run_id:
+            mt.finish_run(self.uri, self.parent_run_id, "KILLED" if interrupted else "FINISHED")
+
+
+def sweep_tracking(run, study_name: str, storage_url: str, extra_tags: dict[str, str] | None = None
+                   ) -> SweepTracking | NullSweepTracking:
+    """The tracking of a sweep composed as `run` (a RunConfig): MLflow, or the null object for tracking=none."""
+    if run.tracking.backend != "mlflow":
+        return NullSweepTracking()
+    cfg = run.sweep
+    tags = {T.EXPERIMENT: run.name, T.OBJECTIVES: ",".join(cfg.objectives), T.GROUP_BY: ",".join(cfg.group_by),
+            **(extra_tags or {}),
+            T.STORAGE: storage_url, T.OVERRIDES: json.dumps(run.overrides), T.CONFIG_DIRS: json.dumps(run.config_dirs),
+            **{f"{T.USER_TAG}{k}": str(v) for k, v in run.tags.items()}}
+    params = {"sweep.n_trials": cfg.n_trials, "sweep.sampler": cfg.sampler, "sweep.pruner": cfg.pruner,
+              "sweep.objectives": ",".join(cfg.objectives), "sweep.space": ",".join(cfg.space)}
+    return SweepTracking(tracking_uri=run.tracking.tracking_uri, artifact_location=run.tracking.artifact_location,
+                         log_adapter=run.tracking.log_adapter, study=study_name, parent_tags=tags, parent_params=params)
