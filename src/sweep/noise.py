@@ -29,15 +29,29 @@ def wilson_interval(accuracy: float, n: float, z: float = Z95) -> tuple[float, f
     return (lo, hi)
 
 
-def median_rank_bounds(n: int, z: float = Z95) -> tuple[int, int] | None:
-    """0-based ranks (lo, hi) of the sorted samples bounding a ~95% interval for the median of `n` samples
-    (binomial order statistics, normal approximation); None when n is too small for any interval (n < 6)."""
-    if n < 6:
-        return None
-    half = z * math.sqrt(n) / 2.0
-    lo = max(0, int(math.floor(n / 2.0 - half)))
-    hi = min(n - 1, int(math.ceil(n / 2.0 + half)) - 1)
-    return lo, hi
+CONFIDENCE = 0.95  # two-sided coverage asked of every interval
+
+
+def _binom_cdf_half(k: int, n: int) -> float:
+    """P(B <= k) for B ~ Binomial(n, 1/2)."""
+    return 0.0 if k < 0 else sum(math.comb(n, i) for i in range(k + 1)) / 2.0**n
+
+
+def median_coverage(n: int, lo: int) -> float:
+    """Exact coverage of the order statistics (x_lo, x_(n-1-lo)) (0-based) as an interval for the median of n
+    independent samples: the count below the true median is Binomial(n, 1/2), whatever the distribution."""
+    return 1.0 - 2.0 * _binom_cdf_half(lo, n)
+
+
+def median_rank_bounds(n: int, confidence: float = CONFIDENCE) -> tuple[int, int] | None:
+    """0-based ranks (lo, hi) of the sorted samples: the narrowest symmetric pair whose exact binomial coverage
+    of the median is at least `confidence`; None when n is too small for any (n < 6 at 95%)."""
+    best = None
+    for lo in range(n // 2):
+        if median_coverage(n, lo) < confidence:
+            break
+        best = (lo, n - 1 - lo)
+    return best
 
 
 def median_interval(samples: list[float]) -> tuple[float, float]:
