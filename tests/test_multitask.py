@@ -25,11 +25,11 @@ def store(tmp_path_factory):
 
 
 def _serve(store, studies, hashes):
-    from sweep.report.cost import load_cost_config
+    from sweep.config.compose import compose
 
     root, uri, _ = store
     return serve(studies, hashes=hashes, tracking_uri=uri, sweeps_dir=root / "sweeps", out_root=root / "reports",
-                 cost=load_cost_config(), settings=FAST, artifact_location=str(root / "artifacts"), log=lambda m: None)
+                 cost=compose([]).cost, settings=FAST, artifact_location=str(root / "artifacts"), log=lambda m: None)
 
 
 @pytest.fixture(scope="module")
@@ -175,11 +175,11 @@ def test_median_interval_uses_the_binomial_order_statistics():
 def test_memory_of_one_base_with_adapters_is_below_k_merged_models(store):
     from sweep.multitask.memory import measure_all
     from sweep.multitask.select import choose
-    from sweep.report.cost import load_cost_config
+    from sweep.config.compose import compose
 
     root, uri, hashes = store
     chosen = choose(["t_intent", "t_review"], {"t_review": hashes["t_review"][0]}, tracking_uri=uri,
-                    sweeps_dir=root / "sweeps", dest=root / "mem", cost=load_cost_config())
+                    sweeps_dir=root / "sweeps", dest=root / "mem", cost=compose([]).cost)
     m = measure_all(chosen, "cpu", root / "mem")
     assert 0 <= m.adapter_mb < m.merged_each_mb
     assert m.stack_mb < m.merged_mb

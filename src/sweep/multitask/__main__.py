@@ -44,7 +44,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--artifact-location", default=".mlflow/artifacts", help="artifact root if the `multitask` experiment is new")
     ap.add_argument("--sweeps-dir", default="sweeps", help="trial folders, the fallback for adapter files (default sweeps)")
     ap.add_argument("--out", default="reports", help="report root: OUT/multitask-<studies>/ (default reports)")
-    ap.add_argument("--cost", default=None, help="cost YAML (default conf/cost/cpu_local.yaml)")
+    ap.add_argument("--cost", default=None, metavar="NAME", help="a cost option (conf/cost/NAME.yaml, e.g. a100_cloud; default: the first study's own)")
     ap.add_argument("--cost-override", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                     help="override a cost key, e.g. --cost-override monthly_requests=1e7")
     ap.add_argument("--share", action="append", default=[], metavar="STUDY=WEIGHT",
@@ -58,6 +58,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
+def serving_cost(study: str, tracking_uri: str, name: str | None, overrides: list[str]):
+    """The cost inputs: the first study's own (as its sweep composed them), then `cost=NAME` and `cost.KEY=VALUE`."""
+    from sweep.report.__main__ import report_cost
+    from sweep.report.load import load_study
+
+    return report_cost(load_study(study, tracking_uri), ([f"cost={name}"] if name else []) + [f"cost.{kv}" for kv in overrides], [])
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from sweep.quiet import quiet_libraries
@@ -66,7 +74,6 @@ def main(argv: list[str] | None = None) -> int:
     from sweep.config.errors import ConfigError
     from sweep.multitask import MultitaskError
     from sweep.multitask.run import ServeSettings, serve
-    from sweep.report.cost import load_cost_config
     from sweep.report.load import ReportError
 
     try:
@@ -75,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = ServeSettings(switch_iters=args.switch_iters, latency_iters=args.latency_iters,
                                  mixed_rows=args.mixed_rows, device_memory_mb=args.device_memory_mb, shares=shares,
                                  measure_memory=not args.no_memory, device=args.device)
-        cost = load_cost_config(args.cost, args.cost_override)
+        cost = serving_cost(args.studies[0], args.tracking_uri, args.cost, args.cost_override)
         result, files = serve(args.studies, hashes=hashes, tracking_uri=args.tracking_uri, sweeps_dir=args.sweeps_dir,
                               out_root=args.out, cost=cost, settings=settings, artifact_location=args.artifact_location,
                               log=lambda m: print(m, flush=True))

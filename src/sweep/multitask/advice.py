@@ -12,7 +12,7 @@ The rule, in order:
 from __future__ import annotations
 
 from sweep.multitask.noise import overlap
-from sweep.report.cost import money
+from sweep.report.recommend import money
 
 
 def _latency_words(latency: list, batch: int) -> tuple[list[str], list[str], str]:

@@ -3,7 +3,7 @@
 Correctness reuses the trial's own evaluation (`sweep.train.evaluate.evaluate`) on each
 study's eval set, with the study's tokenisation, eval batch size and CPU thread count, so
 that on CPU the served adapter must give the recorded accuracy and loss bit for bit.
-Timings reuse `sweep.measure.latency.time_batches`, interleave the two sides of every
+Timings reuse `sweep.measure.latency.time_calls`, interleave the two sides of every
 comparison (a shared machine's load drifts), and carry a confidence interval of their
 median (sweep.multitask.noise).
 """
@@ -72,14 +72,15 @@ def task_data(c, tok) -> TaskData:
 def _threads(c) -> None:
     import torch
 
-    if c.config.train.threads:
-        torch.set_num_threads(c.config.train.threads)  # the trial's thread count: CPU reductions depend on it
+    recorded = (c.meta.get("placement") or {}).get("threads") or c.config.train.threads
+    if recorded:
+        torch.set_num_threads(int(recorded))  # the trial's own thread count: CPU float sums depend on it
 
 
 def _batch(feats: list[dict], tok, device: str) -> dict:
     from sweep.train.encode import Collator
 
-    collate = Collator(pad_id=tok.pad_token_id, causal=False, counting=False)
+    collate = Collator(tok, causal=False, counting=False)
     return {k: v.to(device) for k, v in collate(feats).items() if k != "labels"}
 
 
@@ -124,7 +125,7 @@ def _paired(fns: dict[str, object], device: str, warmup: int, iters: int) -> dic
     machine's load during the measurement hits every one of them alike instead of biasing the comparison."""
     import torch
 
-    from sweep.measure.latency import time_batches
+    from sweep.measure.latency import time_calls
 
     samples: dict[str, list[float]] = {name: [] for name in fns}
     with torch.no_grad():
@@ -134,7 +135,7 @@ def _paired(fns: dict[str, object], device: str, warmup: int, iters: int) -> dic
         names = list(fns)
         for i in range(iters):
             for name in (names if i % 2 == 0 else names[::-1]):
-                samples[name] += time_batches(fns[name], device=device, warmup=0, iters=1).samples_ms
+                samples[name] += time_calls(fns[name], device=device, warmup=0, min_iters=1, max_iters=1, rel_ci=1.0).samples_ms
     return {name: timing(s) for name, s in samples.items()}
 
 
@@ -151,7 +152,7 @@ def latencies(model, chosen: list, data: dict[str, TaskData], tok, device: str, 
         merged_model = stack.load_merged(c, device)
         stack.inference_packing(merged_model, True)
         for n, b in batches.items():
-            t = _paired({"unmerged": lambda b=b: model(**b).logits, "merged": lambda b=b: merged_model(**b).logits},
+            t = _paired({"unmerged": lambda b=b: model(**b).logits, "merged": lambda b=b, m=merged_model: m(**b).logits},
                         device, warmup, iters)
             rows.append(LatencyRow(c.study, n, t["unmerged"], t["merged"],
                                    compare_text("unmerged", t["unmerged"], "merged", t["merged"])))

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from sweep.report.cost import INPUT_UNITS, money
+from sweep.config.cost import INPUT_UNITS
+from sweep.report.recommend import money
 from sweep.report.render import Heading, Table, Text, to_html, to_markdown
 
 

@@ -40,20 +40,14 @@ class Chosen:
 
 def recommended_hash(study: str, tracking_uri: str, cost) -> tuple[str, str]:
     """(config hash, reasoning) of the config the study's report recommends, read from MLflow."""
-    from sweep import metrics as mt
-    from sweep.report import cost as cst
-    from sweep.report import stats
     from sweep.report.load import ReportError, load_study
+    from sweep.report.render import recommendation_of
 
     try:
         st = load_study(study, tracking_uri)
     except ReportError as exc:
         raise MultitaskError(str(exc)) from None
-    frame = cst.add_costs(st.trials, cost)
-    names = [m.name for m in mt.METRICS] + list(cst.DERIVED)
-    points = stats.config_points(frame, [m for m in names if m in frame])
-    one_off = cst.sweep_total_cost(frame, cost)[0] + cost.engineering_cost
-    rec = cst.recommend(points, cost, st.objectives, one_off)
+    rec = recommendation_of(st, cost)[0]
     if rec.chosen is None:
         raise MultitaskError(f"study {study!r}: {rec.text} (pass --hash {study}=PREFIX of a completed trial)")
     return str(rec.chosen["config_hash"]), rec.text

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sweep.tracking.mlflow_tracker import PREFIX
+from sweep.tracking.tags import PREFIX
 
 EXPERIMENT = "multitask"  # MLflow experiment holding every serving run
 ROLE = "serve"  # value of the lorasweep.role tag (sweeps use parent / trial)

@@ -19,7 +19,7 @@ from sweep.report import cost as cst
 from sweep.report import sections, stats, tables
 from sweep.report.blocks import Heading, Table, Text, to_html, to_markdown
 from sweep.report.load import ReportError, Study, load_study
-from sweep.report.recommend import recommend
+from sweep.report.recommend import Recommendation, recommend
 
 
 @dataclass
@@ -64,13 +64,18 @@ def point_metrics(frame: pd.DataFrame) -> list[str]:
     return [c for c in [*names, "baseline_accuracy", *cst.DERIVED] if c in frame]
 
 
-def build_blocks(study: Study, cost: CostConfig, folder: Path) -> tuple[list, pd.DataFrame, list[Path]]:
-    """The report's blocks, the trials frame with cost columns (for trials.csv), and the PNGs written."""
-    _check_objectives(study)
+def recommendation_of(study: Study, cost: CostConfig) -> tuple[Recommendation, pd.DataFrame, pd.DataFrame]:
+    """The report's recommendation for a study, with the config points and the trials frame (cost columns added)."""
     frame = cst.add_costs(study.trials, cost)
     points = stats.config_points(frame, point_metrics(frame))
     one_off = cst.sweep_total_cost(frame, cost)[0] + cost.engineering_cost
-    rec = recommend(points, cost, study.objectives, one_off)
+    return recommend(points, cost, study.objectives, one_off), points, frame
+
+
+def build_blocks(study: Study, cost: CostConfig, folder: Path) -> tuple[list, pd.DataFrame, list[Path]]:
+    """The report's blocks, the trials frame with cost columns (for trials.csv), and the PNGs written."""
+    _check_objectives(study)
+    rec, points, frame = recommendation_of(study, cost)
 
     blocks: list = [Heading(f"lorasweep report: {study.name}", 1), Text(_summary(study, frame, cost))]
     blocks += sections.recommendation(rec)
