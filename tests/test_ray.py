@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import os
 import signal
 import subprocess
+import tempfile
 import sys
 import threading
 import time
@@ -38,7 +40,8 @@ def cluster(tmp_path_factory):
     if all(env.values()):
         yield {"ray": env["ray_address"], "mlflow": env["mlflow_uri"], "dir": env["cluster_dir"]}
         return
-    folder = tmp_path_factory.mktemp("ray-cluster")
+    # a short folder: Ray's socket paths under it must stay within AF_UNIX's 107 bytes (pytest's tmp paths do not)
+    folder = Path(tempfile.mkdtemp(prefix="lsray-", dir="/tmp"))
     out = subprocess.run([sys.executable, str(SCRIPT), "start", str(folder)], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout + out.stderr
     got = dict(line.split("=", 1) for line in out.stdout.split())
@@ -49,6 +52,7 @@ def cluster(tmp_path_factory):
         yield {"ray": got["LORASWEEP_TEST_RAY_ADDRESS"], "mlflow": got["LORASWEEP_TEST_MLFLOW_URI"], "dir": str(folder)}
     finally:
         subprocess.run([sys.executable, str(SCRIPT), "stop", str(folder)], timeout=120)
+        shutil.rmtree(folder, ignore_errors=True)
         for k, v in before.items():
             os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
 
@@ -174,7 +178,7 @@ def test_trial_folders_written_here_and_every_artifact_readable_through_the_serv
         run_id = artifacts["run_id"]
         assert run_id == t.user_attrs["mlflow_run_id"]
         got = {}
-        for name in ("config.yaml", "result.json", "environment.json", "adapter/adapter_model.safetensors"):
+        for name in ("config.yaml", "result.json", "meta.json", "adapter/adapter_model.safetensors"):
             got[name] = Path(c.download_artifacts(run_id, name, str(tmp_path / run_id / name.replace("/", "_"))))
             assert got[name].is_file() and got[name].stat().st_size > 0, name
         assert got["adapter/adapter_model.safetensors"].read_bytes() == (folder / "adapter" / "adapter_model.safetensors").read_bytes()

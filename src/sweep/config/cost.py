@@ -25,7 +25,7 @@ class CostConfig:
     devices_per_trial: int = 1  # devices one trial occupies
     value_per_accuracy_point_per_month: float | None = None  # USD/month per +1 accuracy point over the baseline
     monthly_benefit: float | None = None  # USD/month, fixed benefit (instead of the per-point value)
-    baseline_accuracy: float | None = None  # fraction; null = the worst completed trial
+    baseline_accuracy: float | None = None  # fraction; null = measured by the study's baseline run (the base model without an adapter)
     monthly_requests: float = 0.0  # inference requests per month
     batch_size_inference: int | None = None  # requests per measured latency batch; null = the trial's eval batch
     engineering_cost: float = 0.0  # USD, one-off
@@ -72,7 +72,7 @@ INPUT_UNITS: dict[str, str] = {
     "devices_per_trial": "devices per trial",
     "value_per_accuracy_point_per_month": "USD/month per accuracy point over the baseline",
     "monthly_benefit": "USD/month, fixed",
-    "baseline_accuracy": "fraction (null = worst completed trial)",
+    "baseline_accuracy": "fraction (null = the measured baseline run)",
     "monthly_requests": "requests/month",
     "batch_size_inference": "requests per measured batch (null = the trial's eval batch)",
     "engineering_cost": "USD, one-off",

@@ -14,6 +14,8 @@ from __future__ import annotations
 import random
 import re
 
+from sweep.data.synth import unique_rows
+
 INTENT_SEED = 20240917
 INTENT_TRAIN, INTENT_EVAL = 4000, 1000
 INTENT_NOISE = 0.04  # fraction of labels replaced by a different, random intent (train and eval alike)
@@ -248,19 +250,7 @@ def _intent_message(rng: random.Random) -> tuple[str, str, str]:
 
 def intent_rows() -> list[dict]:
     """Every `intent` message (train then eval) with its template family, before any split."""
-    rng = random.Random(INTENT_SEED)
-    seen: set[str] = set()  # membership only, never iterated
-    rows: list[dict] = []
-    while len(rows) < INTENT_TRAIN + INTENT_EVAL:
-        text, label, family = _intent_message(rng)
-        if text in seen:
-            continue
-        seen.add(text)
-        if rng.random() < INTENT_NOISE:
-            label = rng.choice([n for n in INTENT_LABELS if n != label])
-            family = "noise"
-        rows.append({"text": text, "label": label, "family": family})
-    return rows
+    return unique_rows(random.Random(INTENT_SEED), _intent_message, INTENT_TRAIN + INTENT_EVAL, INTENT_LABELS, INTENT_NOISE)
 
 
 def intent_records() -> tuple[list[dict], list[dict]]:

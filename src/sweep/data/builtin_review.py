@@ -21,6 +21,8 @@ from __future__ import annotations
 import random
 import re
 
+from sweep.data.synth import unique_rows
+
 REVIEW_SEED = 20261123
 REVIEW_TRAIN, REVIEW_EVAL = 4000, 1000
 REVIEW_NOISE = 0.04  # fraction of labels replaced by a different, random department (train and eval alike)
@@ -109,19 +111,7 @@ def _review(rng: random.Random) -> tuple[str, str, str]:
 
 def review_rows() -> list[dict]:
     """Every `review` (train then eval) with its template family, before any split."""
-    rng = random.Random(REVIEW_SEED)
-    seen: set[str] = set()  # membership only, never iterated
-    rows: list[dict] = []
-    while len(rows) < REVIEW_TRAIN + REVIEW_EVAL:
-        text, label, family = _review(rng)
-        if text in seen:
-            continue
-        seen.add(text)
-        if rng.random() < REVIEW_NOISE:
-            label = rng.choice([n for n in REVIEW_LABELS if n != label])
-            family = "noise"
-        rows.append({"text": text, "label": label, "family": family})
-    return rows
+    return unique_rows(random.Random(REVIEW_SEED), _review, REVIEW_TRAIN + REVIEW_EVAL, REVIEW_LABELS, REVIEW_NOISE)
 
 
 def review_records() -> tuple[list[dict], list[dict]]:

@@ -29,7 +29,7 @@ class Chosen:
     how: str  # "recommended" (the report's recommendation) or "given" (--hash)
     config: object  # TrialConfig of that trial
     metrics: dict[str, float]  # metrics the study recorded for it (result.json, else MLflow)
-    meta: dict  # environment.json / meta.json: model and data fingerprints, device, versions
+    meta: dict  # meta.json: model and data fingerprints, device, versions, placement (threads)
     adapter_dir: Path  # folder holding adapter_config.json and adapter_model.safetensors
     source: str  # where the files came from (MLflow run id or trial folder)
     run_id: str | None = None  # MLflow run of the trial that trained it
@@ -78,7 +78,7 @@ def _from_mlflow(client, run_id: str, dst: Path) -> tuple[str, dict, dict, Path]
     if cfg is None or not _has_adapter(adapter):
         return None
     result = _read_json(_download(client, run_id, "result.json", dst))
-    env = _read_json(_download(client, run_id, "environment.json", dst))
+    env = _read_json(_download(client, run_id, "meta.json", dst))
     return cfg.read_text(), result, env, adapter
 
 
