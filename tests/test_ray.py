@@ -286,7 +286,7 @@ def test_node_lost_mid_trial_fails_and_retries_its_trials_nothing_lost(cluster, 
     node2 = _script("node-id", cluster["dir"])
     cmd = [sys.executable, "-m", "sweep", "+experiment=smoke", "sweep.backend=ray", f"sweep.ray.address={cluster['ray']}",
            f"sweep.study_name={study}", f"tracking.tracking_uri={cluster['mlflow']}", "sweep.progress=plain",
-           "sweep.n_trials=6", "sweep.retry_failed=1", "train.max_steps=60", "train.eval_every=0"]
+           "sweep.n_trials=6", "sweep.retry_failed=1", "train.max_steps=200", "train.eval_every=0"]  # trials long enough to be caught mid-way
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "LORASWEEP_FAULTS": "", "PYTHONUNBUFFERED": "1"})
     try:
@@ -299,8 +299,8 @@ def test_node_lost_mid_trial_fails_and_retries_its_trials_nothing_lost(cluster, 
             on_node2 = [r for r in runs if r.info.status == "RUNNING" and r.data.tags.get("lorasweep.node_id") == node2]
             if on_node2 and any(r.info.status == "FINISHED" for r in runs):
                 victim = int(on_node2[0].data.tags["lorasweep.trial_number"])
-                complete_before = {t.number for t in _study(study).get_trials() if t.state == C.COMPLETE}
                 _script("stop-node", cluster["dir"])  # the node vanishes: raylet, agents and actors SIGKILLed
+                complete_before = {t.number for t in _study(study).get_trials() if t.state == C.COMPLETE}
             time.sleep(0.5)
         out, _ = proc.communicate(timeout=600)
     finally:

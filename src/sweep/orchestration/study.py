@@ -51,7 +51,7 @@ def make_storage(url: str, *, heartbeat_interval: int, grace_period: int, failed
         return retry_while(lambda: optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs,
                                                               heartbeat_interval=heartbeat_interval, grace_period=grace_period,
                                                               failed_trial_callback=failed_trial_callback),
-                           markers=("already exists", "duplicate key", "locked"), delays=STARTUP_DELAYS)
+                           markers=("already exists", "duplicate key", "UNIQUE constraint failed", "locked"), delays=STARTUP_DELAYS)
     except Exception as exc:  # corrupt file, unreachable server, missing driver
         raise ConfigError([f"sweep.storage: cannot open Optuna storage {url!r}: {one_line(exc, 300)} "
                            "(fix the URL, start the server, or move the corrupt file away to start a new study)"]) from None
