@@ -35,7 +35,7 @@ def test_trial_produces_every_declared_metric(compose_trial, tmp_path):
     assert res.metrics["latency_p50_ms_ci_low"] <= res.metrics["latency_p50_ms"] <= res.metrics["latency_p50_ms_ci_high"]
     assert res.metrics["eval_loss_ci_low"] < res.metrics["eval_loss"] < res.metrics["eval_loss_ci_high"]
     phases = res.meta["phases_s"]
-    assert set(phases) == {"setup", "train", "eval", "save", "measure"} and phases["train"] == res.metrics["train_time_s"]
+    assert set(phases) == {"setup", "trainer_setup", "train", "eval", "save", "measure"} and phases["train"] == res.metrics["train_time_s"]
     assert res.metrics["eval_time_s"] == phases["eval"] > 0  # the two intermediate evaluations and the final one
     assert res.metrics["train_share"] == res.metrics["train_time_s"] / res.duration_s
 

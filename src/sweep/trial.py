@@ -189,6 +189,7 @@ def _execute(cfg: TrialConfig, *, reporter: Reporter, tracker: Tracker, out: Pat
                         adalora=cfg.lora.method == "adalora")
         state["phases"]["train"] = outcome.seconds
         state["phases"]["eval"] = outcome.eval_seconds
+        state["phases"]["trainer_setup"] = outcome.setup_seconds
         phase.t = time.perf_counter()
         metrics.update({"train_steps": float(outcome.steps), "train_time_s": outcome.seconds,
                         "train_samples_per_s": outcome.samples / outcome.seconds,

@@ -28,6 +28,7 @@ class TrainOutcome:
     steps: int
     seconds: float  # the optimizer steps only: intermediate evaluations are not training time
     eval_seconds: float  # intermediate evaluations (and the pruner's answers) during training
+    setup_seconds: float  # the Trainer's own setup and teardown around its loop (optimizer, accelerate, loader)
     samples: int
     tokens: int
     last_loss: float
@@ -47,6 +48,12 @@ def _callbacks(*, eval_fn: Callable[[], dict], every: int, max_steps: int, on_ev
     from transformers import TrainerCallback
 
     class SweepCallback(TrainerCallback):
+        def on_train_begin(self, args, st, control, **kw):
+            state["loop_start"] = time.perf_counter()  # after the Trainer's setup (optimizer, accelerate, loader)
+
+        def on_train_end(self, args, st, control, **kw):
+            state["loop_end"] = time.perf_counter()
+
         def on_optimizer_step(self, args, st, control, model=None, **kw):
             if adalora:  # AdaLoRA reallocates rank between the optimizer step and zero_grad
                 model.base_model.update_and_allocate(st.global_step)
@@ -115,7 +122,9 @@ def train(model, train_feats: list[dict], collator, *, cfg: TrainConfig, device:
             import torch
 
             torch.cuda.synchronize()
-        seconds = time.perf_counter() - t0 - state.get("eval_s", 0.0)
+        end = time.perf_counter()
+        # the optimizer steps only: the Trainer's own setup and the intermediate evaluations are not training
+        seconds = state.get("loop_end", end) - state.get("loop_start", t0) - state.get("eval_s", 0.0)
     if "nonfinite" in state:
         raise NonFiniteLoss(f"NaN/inf training loss at step {state['nonfinite']} (lower train.lr or use fp32)")
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
@@ -123,6 +132,7 @@ def train(model, train_feats: list[dict], collator, *, cfg: TrainConfig, device:
         steps=int(result.global_step),
         seconds=seconds,
         eval_seconds=state.get("eval_s", 0.0),
+        setup_seconds=max(0.0, (end - t0) - seconds - state.get("eval_s", 0.0)),
         samples=collator.samples_seen,
         tokens=collator.tokens_seen,
         last_loss=float(losses[-1]) if losses else float(result.training_loss),
