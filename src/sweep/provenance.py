@@ -87,3 +87,13 @@ def model_fingerprint(model_cfg, seed: int) -> str:
 
 def describe(device: str) -> dict[str, object]:
     return {**git_state(), "versions": package_versions(), "device": device_description(device), "platform": platform.platform()}
+
+
+def recorded_threads(meta: dict | None) -> int:
+    """The torch CPU thread count a trial ran with (meta.json's `placement`, written by its worker); 0 when not
+    recorded. A CPU float sum depends on how many threads split it: reruns and re-evaluations use the same."""
+    placement = (meta or {}).get("placement") or {}
+    try:
+        return int(placement.get("threads") or 0)
+    except (TypeError, ValueError):
+        return 0

@@ -38,6 +38,15 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def time_once(fn: Callable[[], object], device: str) -> float:
+    """Milliseconds of one call of `fn` (synchronised before and after on GPU)."""
+    _sync(device)
+    t0 = time.perf_counter()
+    fn()
+    _sync(device)
+    return (time.perf_counter() - t0) * 1e3
+
+
 def time_calls(fn: Callable[[], object], *, device: str, warmup: int, min_iters: int, max_iters: int,
                rel_ci: float) -> Latency:
     """Run `fn` `warmup` times untimed, then time calls until the median's interval is tight (see module doc)."""
@@ -46,11 +55,7 @@ def time_calls(fn: Callable[[], object], *, device: str, warmup: int, min_iters:
     _sync(device)
     samples: list[float] = []
     while len(samples) < max_iters:
-        _sync(device)
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        samples.append((time.perf_counter() - t0) * 1e3)
+        samples.append(time_once(fn, device))
         if len(samples) >= min_iters:
             lo, hi = median_interval(samples)
             median = float(np.median(samples))

@@ -3,7 +3,7 @@
 Correctness reuses the trial's own evaluation (`sweep.train.evaluate.evaluate`) on each
 study's eval set, with the study's tokenisation, eval batch size and CPU thread count, so
 that on CPU the served adapter must give the recorded accuracy and loss bit for bit.
-Timings reuse `sweep.measure.latency.time_calls`, interleave the two sides of every
+Timings reuse `sweep.measure.latency.time_once`, interleave the two sides of every
 comparison (a shared machine's load drifts), and carry a confidence interval of their
 median (sweep.multitask.noise).
 """
@@ -72,7 +72,9 @@ def task_data(c, tok) -> TaskData:
 def _threads(c) -> None:
     import torch
 
-    recorded = (c.meta.get("placement") or {}).get("threads") or c.config.train.threads
+    from sweep.provenance import recorded_threads
+
+    recorded = recorded_threads(c.meta) or c.config.train.threads
     if recorded:
         torch.set_num_threads(int(recorded))  # the trial's own thread count: CPU float sums depend on it
 
@@ -125,7 +127,7 @@ def _paired(fns: dict[str, object], device: str, warmup: int, iters: int) -> dic
     machine's load during the measurement hits every one of them alike instead of biasing the comparison."""
     import torch
 
-    from sweep.measure.latency import time_calls
+    from sweep.measure.latency import time_once
 
     samples: dict[str, list[float]] = {name: [] for name in fns}
     with torch.no_grad():
@@ -135,7 +137,7 @@ def _paired(fns: dict[str, object], device: str, warmup: int, iters: int) -> dic
         names = list(fns)
         for i in range(iters):
             for name in (names if i % 2 == 0 else names[::-1]):
-                samples[name] += time_calls(fns[name], device=device, warmup=0, min_iters=1, max_iters=1, rel_ci=1.0).samples_ms
+                samples[name].append(time_once(fns[name], device))
     return {name: timing(s) for name, s in samples.items()}
 
 

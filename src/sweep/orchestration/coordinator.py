@@ -61,7 +61,6 @@ class Coordinator:
         self.pool = pool
         self.inflight: dict[int, Pending] = {}  # worker id -> its trial
         self.finishing: dict[int, tuple[int, Pending, object]] = {}  # trial number -> (worker, trial, result): run closing
-        self.tracked_early: dict[int, int] = {}  # trial number -> worker: a Tracked that came before its Done
         self.interrupted = False
         self.terminated = False  # interrupted by SIGTERM rather than Ctrl-C
         self.t_start = time.time()
@@ -103,16 +102,13 @@ class Coordinator:
             self.pool.reply(ev.wid, {"type": "prune_reply", "prune": prune})
         elif isinstance(ev, Done) and pending is not None:
             del self.inflight[ev.wid]
-            if ev.tracked or self.tracked_early.pop(pending.number, None) == ev.wid:
+            if ev.tracked:
                 self._tell(pending, ev.result)
             else:  # the worker takes its next trial while it closes this one's MLflow run: told once closed
                 self.finishing[pending.number] = (ev.wid, pending, ev.result)
-        elif isinstance(ev, Tracked):
-            if ev.trial_number in self.finishing:
-                _, done, result = self.finishing.pop(ev.trial_number)
-                self._tell(done, result)
-            else:  # ahead of its Done (a pool that does not keep a worker's order): told when the Done comes
-                self.tracked_early[ev.trial_number] = ev.wid
+        elif isinstance(ev, Tracked) and ev.trial_number in self.finishing:
+            _, done, result = self.finishing.pop(ev.trial_number)
+            self._tell(done, result)
         elif isinstance(ev, Lost):
             for number, (wid, done, result) in list(self.finishing.items()):
                 if wid == ev.wid:  # finished, its run not closed: told now; MLflow is reconciled with it

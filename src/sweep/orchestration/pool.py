@@ -47,7 +47,8 @@ class Done:
     trial_number: int
     result: Any  # TrialResult
     memory_mb: float = float("nan")
-    tracked: bool = True  # False: the worker is free again, its run is still being closed (a Tracked event follows)
+    tracked: bool = True  # False: the worker is free again, its run is still being closed (a Tracked event follows:
+    #                       always after this Done, a pool keeps each worker's events in the order it sent them)
 
 
 @dataclass

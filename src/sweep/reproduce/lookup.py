@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sweep.config.hashing import HASH_LENGTH
+from sweep.provenance import recorded_threads
 from sweep.tracking import tags as T
 
 MIN_PREFIX = 4
@@ -188,17 +189,9 @@ def load_original(chosen: list[Candidate], tracking_uri: str) -> Original:
         if not metrics:  # no result.json: the final values MLflow kept (latest step)
             metrics = dict(next((x.mlflow_metrics for x in chosen if x.mlflow_metrics and not x.reused), c.mlflow_metrics))
         return Original(c.config_hash, _load_yaml(text), metrics, c.status or str(result.get("status", "")),
-                        c.device, c, _recorded_threads(result))
+                        c.device, c, recorded_threads(result.get("meta")))
     raise ReproduceError(f"config hash {chosen[0].config_hash}: no config.yaml found (not among the MLflow run artifacts, "
                          f"no trial folder); searched {', '.join(c.where() for c in chosen)}")
-
-
-def _recorded_threads(result: dict) -> int:
-    placement = (result.get("meta") or {}).get("placement") or {}
-    try:
-        return int(placement.get("threads") or 0)
-    except (TypeError, ValueError):
-        return 0
 
 
 def find_original(prefix: str, tracking_uri: str, sweeps_dir: Path | str) -> Original:
