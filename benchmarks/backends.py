@@ -5,6 +5,9 @@ Runs, in one process and on the same trial configs:
   local xW  - the real coordinator with W worker processes (sweep.backend=local), sqlite Optuna storage and MLflow
   ray xW    - the same with W Ray worker actors on a private single-machine Ray (sweep.backend=ray
               sweep.ray.address=local; Ray's own start-up is counted in start s)
+  ray-cluster xW - the same against an already running Ray cluster, the way a cluster is used (`ray start` once,
+              then sweeps with sweep.ray.address=<head>): the real two-node loopback cluster of .ci/ray_cluster.py
+              (1 CPU and 2 logical GPUs per node: each actor reserves a logical GPU), started before and stopped after these rows, outside their time
 and prints a table: wall time, summed trial time, overhead (W x wall - summed trial time, i.e. worker-seconds
 not spent inside a trial: start-up, dispatch, storage and tracking), overhead per trial and as a share of trial
 time, worker efficiency (summed trial time / (W x wall)), and the share extrapolated to one-minute trials
@@ -18,8 +21,11 @@ Both backends get the same torch threads per worker (cores / W), so their trial 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -34,8 +40,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=40, help="training steps per trial (tiny BERT)")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts to measure")
     ap.add_argument("--model", default="tiny_bert", help="model config option")
-    ap.add_argument("--backends", nargs="+", default=["local", "ray"] if importlib.util.find_spec("ray") else ["local"],
-                    help="sweep.backend values to measure (ray: a private Ray on this machine)")
+    ap.add_argument("--backends", nargs="+", choices=["local", "ray", "ray-cluster"],
+                    default=["local", "ray", "ray-cluster"] if importlib.util.find_spec("ray") else ["local"],
+                    help="what to measure (ray: a private Ray on this machine; ray-cluster: a running two-node cluster)")
     args = ap.parse_args()
 
     from sweep.quiet import quiet_libraries
@@ -75,15 +82,20 @@ def main() -> None:
         rows.append(("baseline loop", 1, base_wall, sum(durations), 0.0))
 
         for backend in args.backends:
-            for w in args.workers:
-                threads = max(1, (os.cpu_count() or 1) // w)
-                run = compose([*common, f"sweep.workers={w}", f"sweep.study_name=bench_{backend}_w{w}", f"sweep.backend={backend}",
-                               f"sweep.threads_per_worker={threads}", "sweep.ray.address=local", f"sweep.ray.cpus_per_worker={threads}"])
-                t0 = time.perf_counter()
-                summary = Coordinator(run).run()
-                wall = time.perf_counter() - t0
-                assert summary.n_complete == args.trials, summary
-                rows.append((f"{backend} x{w} workers", w, wall, summary.trial_compute_s, summary.startup_s))
+            with cluster(backend == "ray-cluster") as address:
+                for w in args.workers:
+                    threads = max(1, (os.cpu_count() or 1) // w)
+                    # the cluster has logical GPUs: each actor reserves one (no GPU is used) and runs `threads` threads
+                    where = [f"sweep.ray.address={address}"] if address else [
+                        "sweep.ray.address=local", f"sweep.ray.cpus_per_worker={threads}"]
+                    run = compose([*common, f"sweep.workers={w}", f"sweep.study_name=bench_{backend}_w{w}".replace("-", "_"),
+                                   f"sweep.backend={backend.removesuffix('-cluster')}", f"sweep.threads_per_worker={threads}",
+                                   *where])
+                    t0 = time.perf_counter()
+                    summary = Coordinator(run).run()
+                    wall = time.perf_counter() - t0
+                    assert summary.n_complete == args.trials, summary
+                    rows.append((f"{backend} x{w}", w, wall, summary.trial_compute_s, summary.startup_s))
 
     n = args.trials
     base_trial = rows[0][3] / n
@@ -104,6 +116,27 @@ def main() -> None:
     print("\nstart s: until every worker has imported torch/peft; ovh/trial: (W x (wall - start) - trial s) / trials, "
           "i.e. dispatch, storage, tracking per trial;\ntrial/base: mean trial time in the sweep (MLflow logging and "
           "thread count included) over the baseline's; share@60s: start-up plus per-trial overhead against one-minute trials")
+
+
+@contextlib.contextmanager
+def cluster(wanted: bool):
+    """A running two-node Ray cluster on loopback (.ci/ray_cluster.py) for the rows inside: its address, with
+    the cluster's auth variables set for this process; None when not wanted."""
+    if not wanted:
+        yield None
+        return
+    script = [sys.executable, str(ROOT / ".ci" / "ray_cluster.py")]
+    out = subprocess.run([*script, "start"], capture_output=True, text=True, check=True).stdout
+    env = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH")}
+    os.environ.update({k: env[k] for k in saved if k in env})
+    try:
+        yield env["LORASWEEP_TEST_RAY_ADDRESS"]
+    finally:
+        subprocess.run([*script, "stop", env["LORASWEEP_TEST_CLUSTER_DIR"]], check=False)
+        shutil.rmtree(env["LORASWEEP_TEST_CLUSTER_DIR"], ignore_errors=True)
+        for k, v in saved.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
 
 
 if __name__ == "__main__":

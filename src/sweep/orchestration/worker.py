@@ -138,8 +138,7 @@ def _baseline(task: dict, where: dict[str, str]):
     from sweep.tracking.mlflow_tracker import trial_tracker
 
     tags = {**task["tags"], T.HOST: where["host"], T.NODE_ID: where.get("node_id", ""), T.GPU: where.get("gpu", "")}
-    tracker = trial_tracker(task.get("tracking"), f"baseline-{task['baseline_key']}", tags)
-    tracker.log_params(task["config"])
+    tracker = trial_tracker(task.get("tracking"), f"baseline-{task['baseline_key']}", tags, params=task["config"])
     result = run_baseline(TrialConfig.from_dict(task["config"]), placement=where)
     try:
         tracker.log_metrics(result.metrics)
@@ -154,8 +153,9 @@ def _baseline(task: dict, where: dict[str, str]):
 
 def _trial(task: dict, *, send: Callable[[dict], None], ask_prune: Callable[[int, int, dict], bool],
            where: dict[str, str], finish_later: Callable[[Callable[[], None]], None] | None = None):
-    """Run one trial task: folder, trial, tracking. With `finish_later`, closing the MLflow run (tags, artifacts,
-    status) is handed to it instead of done here, so that the worker can start its next trial meanwhile."""
+    """Run one trial task: folder, trial, tracking. The MLflow run is opened while the trial starts (see
+    MlflowTrialTracker). With `finish_later`, closing it (tags, artifacts, status) is handed to that instead of
+    done here, so that the worker can start its next trial meanwhile."""
     from sweep.results import TrialResult, TrialStatus
     from sweep.tracking import tags as T
     from sweep.tracking.mlflow_tracker import trial_tracker
@@ -166,9 +166,9 @@ def _trial(task: dict, *, send: Callable[[dict], None], ask_prune: Callable[[int
     spec = task.get("tracking")
     t0 = time.perf_counter()
     tags = {**task["tags"], T.HOST: where["host"], T.NODE_ID: where.get("node_id", ""), T.GPU: where.get("gpu", "")}
-    tracker = trial_tracker(spec, f"trial-{n:04d}-{task['config_hash']}", tags)
-    send({"type": "started", "trial_number": n, "run_id": tracker.run_id})
-    tracker.log_params(task["config"])
+    # the run is created and its params logged on the tracker's own thread while the trial starts
+    tracker = trial_tracker(spec, f"trial-{n:04d}-{task['config_hash']}", tags, params=task["config"],
+                            on_open=lambda run_id: send({"type": "started", "trial_number": n, "run_id": run_id}))
 
     class Reporter:
         def report(self, step: int, metrics: dict[str, float]) -> bool:
@@ -200,6 +200,7 @@ def _trial(task: dict, *, send: Callable[[dict], None], ask_prune: Callable[[int
     if finish_later is None:
         close_run()
     else:
+        tracker.opened()  # `started` is sent before the caller says `done`
         finish_later(close_run)
     result.meta["bookkeeping_s"] = time.perf_counter() - t0 - t_run  # tracking and messages on the critical path
     return result

@@ -15,6 +15,7 @@ class Tracker(Protocol):
 
     run_id: str | None
 
+    def opened(self) -> str | None: ...  # wait until the run is open: its id (None: no run)
     def log_params(self, params: dict) -> None: ...
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None: ...
     def set_tags(self, tags: dict[str, str]) -> None: ...
@@ -27,6 +28,9 @@ class NullTracker:
     """Accepts every call of `Tracker` and does nothing."""
 
     run_id: str | None = None
+
+    def opened(self) -> str | None:
+        return None
 
     def log_params(self, params: dict) -> None:
         pass

@@ -4,7 +4,8 @@ No global "active run" state: several worker processes write to the same store, 
 its own child run through MlflowClient and an explicit run id. Writes are retried when
 sqlite reports a lock. A trial's metrics and tags are buffered and written with one
 `log_batch` call at a time (every few seconds during training, and before the run is
-closed), so the tracker costs a few calls per trial, not one per value.
+closed), so the tracker costs a few calls per trial, not one per value. A trial's run is
+opened on a background thread while the trial starts (nothing of it waits on the store).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import contextlib
 import json
 import math
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -226,19 +228,52 @@ def finish_run(tracking_uri: str, run_id: str, status: str, tags: dict[str, str]
 
 
 class MlflowTrialTracker:
-    """Tracker for one trial's child run (the Tracker protocol of sweep.tracking.base)."""
+    """Tracker for one trial's child run (the Tracker protocol of sweep.tracking.base).
 
-    def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, run_name: str, tags: dict[str, str]):
-        self.c = client(tracking_uri)
-        run = _retry(self.c.create_run, experiment_id, run_name=run_name,
-                     tags={T.PARENT_RUN: parent_run_id, T.ROLE: T.ROLE_TRIAL, **tags})
-        self.run_id = run.info.run_id
+    The run is opened (created, then its params logged) on a background thread, off the trial's critical path:
+    the trial starts at once and its metrics are buffered meanwhile. `on_open(run_id)` is called from that thread
+    as soon as the run exists. Whatever needs the run (a flush, an artifact, the closing, `opened()`) waits for
+    it; a periodic flush during training never waits. A run that could not be opened keeps its metrics
+    buffered and raises the opening's error from `flush`/`finish`, where the caller records it (the coordinator
+    reconciles the run)."""
+
+    def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, run_name: str, tags: dict[str, str],
+                 params: dict | None = None, on_open: Callable[[str], None] | None = None):
+        self.run_id: str | None = None
         self._metrics: list = []
         self._tags: dict[str, str] = {}
         self._flushed = time.monotonic()
+        self._error: BaseException | None = None
+        run_tags = {T.PARENT_RUN: parent_run_id, T.ROLE: T.ROLE_TRIAL, **tags}
+        self._opening = threading.Thread(target=self._open, name="run-opener", daemon=True,
+                                         args=(tracking_uri, experiment_id, run_name, run_tags, params, on_open))
+        self._opening.start()
+
+    def _open(self, tracking_uri, experiment_id, run_name, tags, params, on_open) -> None:
+        try:
+            self.c = client(tracking_uri)
+            run_id = _retry(self.c.create_run, experiment_id, run_name=run_name, tags=tags).info.run_id
+            self.run_id = run_id
+            if on_open is not None:
+                on_open(run_id)
+            if params:
+                log_params(self.c, run_id, flatten(params))
+        except BaseException as exc:  # noqa: BLE001 - raised again where the run is needed
+            self._error = exc
+
+    def opened(self) -> str | None:
+        """Wait until the run is open: its id, or None if it could not be opened."""
+        self._opening.join()
+        return self.run_id if self._error is None else None
+
+    def _open_run(self) -> str:
+        self._opening.join()
+        if self._error is not None:
+            raise self._error
+        return self.run_id
 
     def log_params(self, params: dict) -> None:
-        log_params(self.c, self.run_id, flatten(params))
+        log_params(self.c, self._open_run(), flatten(params))
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         from mlflow.entities import Metric
@@ -246,7 +281,8 @@ class MlflowTrialTracker:
         now = int(time.time() * 1000)
         self._metrics += [Metric(k, float(v), now, step or 0) for k, v in metrics.items()
                           if v is not None and math.isfinite(float(v))]
-        if time.monotonic() - self._flushed >= FLUSH_EVERY_S:
+        if (time.monotonic() - self._flushed >= FLUSH_EVERY_S and not self._opening.is_alive()
+                and self._error is None):
             self.flush()
 
     def set_tags(self, tags: dict[str, str]) -> None:
@@ -256,33 +292,39 @@ class MlflowTrialTracker:
         """Write the buffered metrics and tags (a few log_batch calls)."""
         from mlflow.entities import RunTag
 
+        run_id = self._open_run()
         tags = [RunTag(k, v) for k, v in self._tags.items()]
         metrics = self._metrics
         self._metrics, self._tags, self._flushed = [], {}, time.monotonic()
         while metrics or tags:
             m, metrics = metrics[:BATCH], metrics[BATCH:]
             t, tags = tags[: BATCH - len(m)], tags[BATCH - len(m):]
-            _retry(self.c.log_batch, self.run_id, metrics=m, tags=t)
+            _retry(self.c.log_batch, run_id, metrics=m, tags=t)
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         path = Path(path)
         if path.is_dir():
-            _retry(self.c.log_artifacts, self.run_id, str(path), artifact_path)
+            _retry(self.c.log_artifacts, self._open_run(), str(path), artifact_path)
         elif path.exists():
-            _retry(self.c.log_artifact, self.run_id, str(path), artifact_path)
+            _retry(self.c.log_artifact, self._open_run(), str(path), artifact_path)
 
     def log_dict(self, d: dict, name: str) -> None:
-        _retry(self.c.log_text, self.run_id, json.dumps(d, indent=2, sort_keys=True, default=str), name)
+        _retry(self.c.log_text, self._open_run(), json.dumps(d, indent=2, sort_keys=True, default=str), name)
 
     def finish(self, status: str) -> None:
         self.flush()
-        _retry(self.c.set_terminated, self.run_id, status=status)
+        _retry(self.c.set_terminated, self._open_run(), status=status)
 
 
-def trial_tracker(spec: dict | None, run_name: str, tags: dict[str, str]):
-    """The tracker a worker uses for one trial: MLflow when the task carries a tracking spec, else the null one."""
+def trial_tracker(spec: dict | None, run_name: str, tags: dict[str, str], params: dict | None = None,
+                  on_open: Callable[[str | None], None] | None = None):
+    """The tracker a worker uses for one trial: MLflow when the task carries a tracking spec, else the null one
+    (which has no run: `on_open(None)` at once)."""
     if not spec:
         from sweep.tracking.base import NullTracker
 
+        if on_open is not None:
+            on_open(None)
         return NullTracker()
-    return MlflowTrialTracker(spec["tracking_uri"], spec["experiment_id"], spec["parent_run_id"], run_name, tags)
+    return MlflowTrialTracker(spec["tracking_uri"], spec["experiment_id"], spec["parent_run_id"], run_name, tags,
+                              params=params, on_open=on_open)

@@ -89,8 +89,8 @@ class SweepTracking:
     def record_reuse(self, tags: dict[str, str], params: dict, metrics: dict[str, float]) -> str | None:
         """A child run for a trial that copied an earlier trial's result (nothing trained)."""
         tr = mt.MlflowTrialTracker(self.uri, self.experiment_id, self.parent_run_id,
-                                   run_name=f"trial-{int(tags[T.TRIAL_NUMBER]):04d}-{tags[T.CONFIG_HASH]}-reused", tags=tags)
-        tr.log_params(params)
+                                   run_name=f"trial-{int(tags[T.TRIAL_NUMBER]):04d}-{tags[T.CONFIG_HASH]}-reused", tags=tags,
+                                   params=params)
         tr.log_metrics({k: v for k, v in metrics.items() if v is not None})
         tr.finish("FINISHED")
         return tr.run_id
