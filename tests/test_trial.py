@@ -93,6 +93,36 @@ def test_merged_and_unmerged_logits_agree(compose_trial):
         assert res.metrics["merge_max_abs_diff"] < 1e-4, lora
 
 
+def test_4bit_weights_repacked_for_cpu_inference_are_unpacked_before_merging(compose_trial):
+    """On a CPU with AVX512-BF16, bitsandbytes repacks 4-bit weights on the first eval-mode forward (the latency
+    measurement's path); its dequantize_4bit, which merge_and_unload uses, reads its own layout only. Unpacking
+    brings the weights back (within the bfloat16 rounding of the packed absmax), and a QLoRA trial's merged model
+    then computes what its adapter did (it was off by garbage: logits up to 50 apart on SmolLM2)."""
+    import torch
+    from bitsandbytes.functional import dequantize_4bit, has_avx512bf16
+
+    from sweep.models.loader import build_model, set_cpu_inference_packing, unpack_cpu_inference
+
+    cfg = compose_trial("model=tiny_llama", "data=instruct", "quant=nf4")
+    model = build_model(cfg.model, task=cfg.data.task, num_labels=None, quant=cfg.quant, seed=0, device="cpu")
+    layers = [m for m in model.modules() if type(m).__name__ == "Linear4bit"]
+    before = [dequantize_4bit(m.weight.data, m.weight.quant_state).clone() for m in layers]
+    set_cpu_inference_packing(model, True)
+    model.eval()
+    with torch.no_grad():
+        model(input_ids=torch.tensor([[1, 2, 3, 4]]))
+    packed = sum(bool(getattr(m.weight.quant_state, "packing_format_for_cpu", False)) for m in layers)
+    assert packed == (len(layers) if has_avx512bf16() else 0)
+    assert unpack_cpu_inference(model) == packed
+    for m, w in zip(layers, before):
+        assert (dequantize_4bit(m.weight.data, m.weight.quant_state) - w).abs().max() <= 0.01 * w.abs().max()
+
+    res = run_trial(compose_trial("model=tiny_llama", "data=instruct", "quant=nf4", "lora=all_linear",
+                                  "train.max_steps=10", "train.save_adapter=false"))
+    assert res.status is TrialStatus.COMPLETE, res.error
+    assert res.metrics["merge_max_abs_diff"] < 0.5  # the merged weights are requantized to 4 bits: ~0.1 here
+
+
 def test_rerun_reproduces_metrics_exactly(compose_trial):
     cfg = compose_trial("model=tiny_llama", "lora=qkvo", "lora.dropout=0.1", "train.save_adapter=false")
     a, b = run_trial(cfg), run_trial(cfg)

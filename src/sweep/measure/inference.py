@@ -31,9 +31,14 @@ def latency_metrics(model, batch: dict, train_cfg, device: str, prefix: str) -> 
 
 
 def merge_check(model, batch: dict):
-    """merge_and_unload the adapter; (the merged model, max |logits difference| merged vs unmerged)."""
+    """merge_and_unload the adapter; (the merged model, max |logits difference| merged vs unmerged). A 4-bit base
+    repacked for CPU inference is unpacked first (merging needs bitsandbytes' own layout, see
+    loader.unpack_cpu_inference), and both sides are computed on it."""
     import torch
 
+    from sweep.models.loader import unpack_cpu_inference
+
+    unpack_cpu_inference(model)
     with torch.no_grad():
         before = model(**batch).logits.float()
         merged = model.merge_and_unload()

@@ -217,3 +217,25 @@ def set_cpu_inference_packing(model, enabled: bool) -> None:
     for mod in model.modules():
         if hasattr(mod, "support_avx512bf16_for_cpu"):
             mod.support_avx512bf16_for_cpu = enabled and has_avx512bf16()
+
+
+def unpack_cpu_inference(model) -> int:
+    """Turn the CPU packing off and bring every repacked 4-bit weight back to bitsandbytes' own layout, the one
+    `bitsandbytes.functional.dequantize_4bit` reads (bitsandbytes 0.50 does not check `packing_format_for_cpu`
+    there). PEFT's merge_and_unload dequantizes through it: merging repacked weights adds the adapter to garbage
+    (logits off by up to 50 on SmolLM2 NF4). The conversion is bitsandbytes' own, the one its `Params4bit.cuda()`
+    and state-dict saving run; the packed absmax was rounded to bfloat16, so the weights come back within that
+    rounding. Returns the number of weights converted."""
+    set_cpu_inference_packing(model, False)
+    try:
+        from bitsandbytes.functional import _convert_weight_packed_for_cpu_inverse as unpack
+    except ImportError:
+        return 0
+    n = 0
+    for mod in model.modules():
+        w = getattr(mod, "weight", None)
+        state = getattr(w, "quant_state", None)
+        if state is not None and getattr(state, "packing_format_for_cpu", False):
+            w.data, w.quant_state = unpack(w.data, state)
+            n += 1
+    return n
