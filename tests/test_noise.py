@@ -21,7 +21,7 @@ def test_every_noise_kind():
     assert beyond_noise("trainable_params", 100.0, 101.0)  # exact: any difference
     assert not beyond_noise("trainable_params", 100.0, 100.0)
     assert not beyond_noise("train_time_s", 100.0, 109.0) and beyond_noise("train_time_s", 100.0, 112.0)  # 10%
-    assert not beyond_noise("peak_memory_mb", 100.0, 114.0) and beyond_noise("peak_memory_mb", 100.0, 118.0)  # 15%
+    assert not beyond_noise("peak_memory_mb", 100.0, 142.0) and beyond_noise("peak_memory_mb", 100.0, 144.0)  # 30%
     # interval: the intervals must not overlap and the gap must pass the 10% floor
     assert beyond_noise("latency_p50_ms", 10.0, 15.0, (9.5, 10.5), (14.0, 16.0))
     assert not beyond_noise("latency_p50_ms", 10.0, 15.0, (9.5, 14.5), (14.0, 16.0))  # overlapping

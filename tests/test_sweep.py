@@ -193,3 +193,31 @@ def test_hash_ignores_runtime_knobs_but_not_semantics():
     assert config_hash(compose(["lora.alpha=16.0"]).trial) == base  # 16 vs 16.0
     assert config_hash(compose(["lora.r=4"]).trial) != base
     assert config_hash(compose(["train.seed=1"]).trial) != base
+
+
+BANDS = """# @package _global_
+defaults:
+  - smoke
+  - override /lora: layerwise
+  - _self_
+sweep:
+  n_trials: 2
+  workers: 1
+  sampler: grid
+  group_by: [lora.band_ranks]
+  space:
+    lora.band_ranks: {type: categorical, choices: [[1, 2], [2, 1]]}  # tiny BERT has 2 layers
+"""
+
+
+def test_a_question_over_list_valued_choices(in_tmp):
+    """llm_layerwise's question: arms over list-valued choices (band ranks). An arm's proposal is enqueued in the
+    main study as Optuna stores it (the list's JSON text): enqueued as the list, the sweep failed at its first ask."""
+    Path("my_conf/experiment").mkdir(parents=True)
+    Path("my_conf/experiment/bands.yaml").write_text(BANDS)
+    run = compose(["+experiment=bands", "tracking=none", "sweep.progress=plain"], config_dirs=["my_conf"])
+    summary = Coordinator(run).run()
+    assert summary.n_complete == 2
+    trials = _study("smoke").get_trials()
+    assert sorted(t.params["lora.band_ranks"] for t in trials) == ["[1, 2]", "[2, 1]"]
+    assert {t.user_attrs["arm"] for t in trials} == {"lora.band_ranks=[1, 2]", "lora.band_ranks=[2, 1]"}

@@ -93,6 +93,28 @@ def test_merged_and_unmerged_logits_agree(compose_trial):
         assert res.metrics["merge_max_abs_diff"] < 1e-4, lora
 
 
+def test_weights_mb_counts_stored_bytes_and_shows_what_4bit_saves(compose_trial):
+    import torch
+
+    from sweep.measure.params import weights_mb
+    from sweep.models.loader import build_model
+
+    cfg = compose_trial("model=tiny_llama", "data=instruct")
+    fp32 = build_model(cfg.model, task=cfg.data.task, num_labels=None, quant=cfg.quant, seed=0, device="cpu")
+    stored = sum(t.numel() * t.element_size() for t in [*fp32.parameters(), *fp32.buffers()])
+    untied = weights_mb(fp32)
+    assert untied == stored / 2**20
+    head = fp32.lm_head.weight.numel() * 4
+    fp32.lm_head.weight = fp32.get_input_embeddings().weight  # tied, as in SmolLM2: counted once
+    assert weights_mb(fp32) == (stored - head) / 2**20
+
+    q = compose_trial("model=tiny_llama", "data=instruct", "quant=nf4")
+    nf4 = build_model(q.model, task=q.data.task, num_labels=None, quant=q.quant, seed=0, device="cpu")
+    linear = sum(m.weight.numel() * 4 for m in fp32.modules() if isinstance(m, torch.nn.Linear) and m is not fp32.lm_head)
+    saved = (untied - weights_mb(nf4)) * 2**20
+    assert 0.80 * linear < saved < 0.875 * linear  # 4 bytes -> 0.5 byte plus ~0.03 byte of scales per weight
+
+
 def test_4bit_weights_repacked_for_cpu_inference_are_unpacked_before_merging(compose_trial):
     """On a CPU with AVX512-BF16, bitsandbytes repacks 4-bit weights on the first eval-mode forward (the latency
     measurement's path); its dequantize_4bit, which merge_and_unload uses, reads its own layout only. Unpacking

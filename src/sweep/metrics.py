@@ -56,7 +56,10 @@ class Metric:
 
 _MAX, _MIN, _NONE = Direction.MAX, Direction.MIN, Direction.NONE
 TIMING_NOISE = 0.10  # run-to-run spread of wall-clock figures on a shared 2-core CPU (benchmarks/metric_noise.py)
-MEMORY_NOISE = 0.15  # run-to-run spread of the CPU resident-memory peak: 12.9% over 5 identical MiniLM trials (2026-11-23); GPU allocator peaks repeat exactly
+# spread of the CPU resident-memory peak between configs that allocate the same: 12.9% over 5 identical MiniLM
+# trials (2026-11-23); on SmolLM2 (2026-11-24) 26% between two q,v r=2 configs in one worker (1811 vs 2439 MiB,
+# llm_qv_vs_all) and 5% between two runs of one config (2508 vs 2649 MiB). GPU allocator peaks repeat exactly.
+MEMORY_NOISE = 0.30
 
 METRICS: tuple[Metric, ...] = (
     Metric("eval_accuracy", "fraction", _MAX, "classification: argmax accuracy; causal LM: exact match of the greedy "
@@ -82,6 +85,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("train_share", "fraction", _NONE, "share of the trial's wall time spent in the optimizer steps", noise=Noise.NONE),
     Metric("train_loss", "nats/token", _MIN, "mean training loss over the last logging window", reproducible=True,
            noise=Noise.NONE),
+    Metric("weights_mb", "MiB", _MIN, "the adapted model's weights as stored: parameters and buffers (tied ones once), "
+           "4-bit weights packed, with their quantization state", reproducible=True),
     Metric("peak_memory_mb", "MiB", _MIN, "peak during training, weights included, loading spike excluded; GPU: "
            "torch.cuda.max_memory_allocated; CPU: resident memory added by the trial", noise=Noise.RELATIVE,
            rel_noise=MEMORY_NOISE),

@@ -130,7 +130,7 @@ def _execute(cfg: TrialConfig, *, reporter: Reporter, tracker: Tracker, out: Pat
     from sweep import adapters
     from sweep.measure import inference
     from sweep.measure.memory import PeakMemory
-    from sweep.measure.params import count_params
+    from sweep.measure.params import count_params, weights_mb
     from sweep.models.loader import build_model, set_cpu_inference_packing
     from sweep.train import encode
     from sweep.train.engine import total_steps, train
@@ -178,6 +178,7 @@ def _execute(cfg: TrialConfig, *, reporter: Reporter, tracker: Tracker, out: Pat
         mem.restart_peak()  # training peak: resident weights count, the loading spike does not
         counts = count_params(model)
         metrics.update(counts)
+        metrics["weights_mb"] = weights_mb(model)
         if cfg.lora.method == "lora" and counts["adapter_params"] != plan.lora_params(cfg.lora.use_dora):
             raise RuntimeError(f"adapter has {counts['adapter_params']:.0f} params, plan says {plan.lora_params(cfg.lora.use_dora)}")
         if max_trainable_params is not None and counts["trainable_params"] > max_trainable_params:

@@ -18,3 +18,34 @@ def count_params(model) -> dict[str, float]:
             adapter += n
     return {"trainable_params": float(trainable), "total_params": float(total), "adapter_params": float(adapter),
             "trainable_ratio": trainable / total if total else 0.0}
+
+
+def weights_mb(model) -> float:
+    """MiB the model's weights hold as stored: parameters and buffers (a tied tensor once), a 4-bit weight at its
+    packed size plus its quantization state (block scales, the nested scales of double quantization, codebooks).
+    Exact and machine-independent, unlike a peak memory reading: this is what quantization saves on the weights."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+
+    def add(t) -> None:
+        nonlocal total
+        if t is None or not hasattr(t, "data_ptr") or t.numel() == 0:
+            return
+        key = (t.data_ptr(), t.numel())
+        if key not in seen:
+            seen.add(key)
+            total += t.numel() * t.element_size()
+
+    for p in model.parameters():
+        add(p.data)
+        qs = getattr(p, "quant_state", None)
+        if qs is not None:
+            add(qs.absmax)
+            add(qs.code)
+            if getattr(qs, "nested", False):
+                add(qs.state2.absmax)
+                add(qs.state2.code)
+                add(qs.offset)
+    for b in model.buffers():
+        add(b)
+    return total / 2**20

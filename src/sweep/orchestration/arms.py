@@ -94,7 +94,7 @@ class Arms:
     def follow(self, arm: Arm, params: dict[str, Any], base: dict):
         """An arm trial for parameters chosen elsewhere (a retry): enqueued in the arm's study and asked."""
         rest = {k: v for k, v in params.items() if k not in self.keys}
-        arm.study.study.enqueue_trial(rest, skip_if_exists=False)
+        arm.study.study.enqueue_trial(sp.encoded(rest), skip_if_exists=False)
         trial = arm.study.study.ask()
         sp.suggest(trial, self.rest, base, fixed=arm.values)
         return trial

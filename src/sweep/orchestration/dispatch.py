@@ -140,7 +140,7 @@ class Dispatcher:
         else:
             arm = self.arms.choose() or self.arms.arms[0]
             arm_trial, params = self.arms.propose(arm, self.base)
-            study.enqueue_trial(params, user_attrs={ARM_ATTR: arm.label, ARM_TRIAL_ATTR: arm_trial.number},
+            study.enqueue_trial(sp.encoded(params), user_attrs={ARM_ATTR: arm.label, ARM_TRIAL_ATTR: arm_trial.number},
                                 skip_if_exists=False)
             trial = study.ask()
             self._claim(trial.number)

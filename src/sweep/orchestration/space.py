@@ -28,6 +28,11 @@ def _decode(value: Any, choices: list[Any]) -> Any:
     return value
 
 
+def encoded(params: dict[str, Any]) -> dict[str, Any]:
+    """Parameters as Optuna stores them (list-valued choices as their JSON text), e.g. to enqueue a trial."""
+    return {k: _encode(v) for k, v in params.items()}
+
+
 def group_params(space: dict[str, ParamSpec]) -> set[str]:
     return {k for k, s in space.items() if s.type == "group"}
 
