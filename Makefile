@@ -1,6 +1,6 @@
 # Two commands do all the set-up on a fresh machine:
 #   make sweep   -> installs, then runs the default experiment (qv_vs_all) on the embedded MiniLM model
-#                   (make sweep EXPERIMENT=llm_qv_vs_all: the same on the pretrained SmolLM2-135M, ~20 min on 2 cores)
+#                   (make sweep EXPERIMENT=llm_qv_vs_all: the same on the pretrained SmolLM2-135M, ~22-27 min on 2 cores)
 #   make test    -> installs (with the ray extra, so the Ray tests run), then runs the test suite
 PYTHON ?= python3
 VENV   ?= .venv
