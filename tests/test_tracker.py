@@ -23,13 +23,13 @@ def store(in_tmp):
 def test_metrics_logged_before_the_run_exists_reach_it(store, monkeypatch):
     uri, exp = store
     gate = threading.Event()
-    create_run = MlflowClient.create_run
+    client = mt.client
 
-    def slow_create_run(self, *a, **kw):  # the store answers only after the trial has logged
+    def slow_client(*a, **kw):  # a worker's first MLflow client is slow to make (imports, store set-up)
         gate.wait(10)
-        return create_run(self, *a, **kw)
+        return client(*a, **kw)
 
-    monkeypatch.setattr(MlflowClient, "create_run", slow_create_run)
+    monkeypatch.setattr(mt, "client", slow_client)
     opened: list[str] = []
     t0 = time.perf_counter()
     tr = mt.MlflowTrialTracker(uri, exp, "parent", "trial-0000-x", {"k": "v"}, params={"lora": {"r": 8}},
@@ -39,7 +39,19 @@ def test_metrics_logged_before_the_run_exists_reach_it(store, monkeypatch):
     monkeypatch.setattr(mt, "FLUSH_EVERY_S", 0.0)  # a periodic flush comes due: it must not wait for the run
     tr.log_metrics({"train_loss": 1.25}, step=2)
     tr.set_tags({"status": "COMPLETE"})
+    errors: list[BaseException] = []
+
+    def log_meta() -> None:  # e.g. a fast baseline's meta.json, logged while the run is still being opened
+        try:
+            tr.log_dict({"k": 1}, "meta.json")
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    writer = threading.Thread(target=log_meta)
+    writer.start()
     gate.set()
+    writer.join(10)
+    assert errors == []
     tr.finish("FINISHED")
     assert opened == [tr.run_id]
     run = MlflowClient(uri).get_run(tr.run_id)
@@ -47,6 +59,7 @@ def test_metrics_logged_before_the_run_exists_reach_it(store, monkeypatch):
     assert run.data.params == {"lora.r": "8"} and run.data.tags["status"] == "COMPLETE"
     history = MlflowClient(uri).get_metric_history(tr.run_id, "train_loss")
     assert sorted((m.step, m.value) for m in history) == [(1, 1.5), (2, 1.25)]
+    assert [f.path for f in MlflowClient(uri).list_artifacts(tr.run_id)] == ["meta.json"]
 
 
 def test_a_run_that_cannot_be_opened_fails_no_trial_call(store):

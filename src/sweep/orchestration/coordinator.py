@@ -187,12 +187,15 @@ class Coordinator:
             self.dispatch.settle_waiting()
             if not stopping:
                 for wid in self.pool.idle():
-                    while wid not in self.inflight and self.dispatch.failures < max_failures and (
-                            self.dispatch.ready or self.dispatch.want_more()):
-                        pending = self.dispatch.next()
+                    while wid not in self.inflight and self.dispatch.failures < max_failures:
+                        counts = None if self.dispatch.ready else self.study.counts()
+                        if counts is not None and not self.dispatch.want_more(counts):
+                            break
+                        pending = self.dispatch.next(counts)
                         if pending is not None:
                             self.inflight[wid] = pending
                             self.pool.submit(wid, pending.task)
+                            self.dispatch.handed(pending)
                             what = ("the base model without an adapter (baseline)" if pending.is_baseline
                                     else f"hash {pending.task['config_hash']}")
                             self.progress.event(pending.number, "started", f"{self.pool.describe(wid)}: {what}")

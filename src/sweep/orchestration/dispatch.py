@@ -14,7 +14,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from sweep.baseline import baseline_key
 from sweep.config.compose import RunConfig, trial_dict
@@ -52,6 +52,7 @@ class Pending:
     started: float = 0.0
     run_id: str | None = None
     arm_trial: Any = None  # the arm study's mirror trial (pruning within the arm)
+    record: Callable[[], None] | None = None  # bookkeeping writes done once the task is handed over (Dispatcher.handed)
 
     @property
     def number(self) -> int:
@@ -85,53 +86,77 @@ class Dispatcher:
         self.trials_run = 0
 
     # ---------------------------------------------------------------- asking
-    def want_more(self) -> bool:
-        """Another trial is needed: finished + running (on every machine) is short of n_trials."""
-        c = self.study.counts()
-        return c["finished"] + c["RUNNING"] < self.cfg.n_trials
+    def want_more(self, counts: dict[str, int]) -> bool:
+        """Another trial is needed: finished + running (on every machine, `counts` from study.counts()) is short of
+        n_trials."""
+        return counts["finished"] + counts["RUNNING"] < self.cfg.n_trials
 
     def held(self) -> list[Pending]:
         """Trials asked here that no worker runs yet (waiting for a twin, or ready)."""
         return [p for p, _ in self.reuse.waiting] + [p for p in self.ready if not p.is_baseline]
 
-    def next(self) -> Pending | None:
-        """The next task for an idle worker, or None when the trial was settled here or waits for its twin."""
+    def next(self, counts: dict[str, int] | None = None) -> Pending | None:
+        """The next task for an idle worker, or None when the trial was settled here or waits for its twin.
+        `counts`: the study's counts read for want_more just before (nothing was written since).
+
+        Only what the task needs happens before it is handed over: the ask, the parameters, the config and its
+        hash, the reuse lookups. The trial's owner is written at once (recovery needs it); its config hash, heartbeat
+        and arm link are the returned task's `record`, run by `handed` once a worker has it, so that they are
+        written while the trial starts rather than before."""
         if self.ready:
             return self.ready.pop(0)
-        trial, arm_trial, params = self._ask()
+        trial, arm_trial, params = self._ask(counts)
         n = trial.number
         try:
             tdict = trial_dict(self.rc.overrides, params, self.group_params, conf=self.snapshot.conf,
                                config_dirs=self.snapshot.config_dirs)
             cfg = TrialConfig.from_dict(tdict)
         except ConfigError as exc:
+            self._record(n, None, arm_trial)
             self.fail_untrained(Pending(trial, {"type": "run"}, arm_trial=arm_trial), "config: " + "; ".join(exc.problems))
             return None
         h = config_hash(cfg)
-        self.study.set_attrs(n, {"config_hash": h})
         pending = self._pending(trial, tdict, h, arm_trial)
         if self.cfg.reuse_completed:
             prior = self.reuse.completed(h)
             if prior is not None:
+                self._record(n, h, arm_trial)
                 self._reuse_done(pending, prior)
                 return None
             twin = self.reuse.running_twin(h, n)
             if twin is not None:  # the same config is training right now: wait for its result, do not train it twice
+                self._record(n, h, arm_trial)
                 self.reuse.wait(pending, twin)
                 return None
         baseline = self.baselines.needed(tdict, self.owner)
         if baseline is not None:  # the base model is measured on the next free worker, after this trial started
             self.ready.insert(0, Pending(None, baseline, started=time.time()))
+        pending.record = lambda: self._record(n, h, arm_trial)
         return pending
 
-    def _ask(self):
+    def handed(self, pending: Pending) -> None:
+        """A worker has the task: write its deferred bookkeeping (see next)."""
+        record, pending.record = pending.record, None
+        if record is not None:
+            record()
+
+    def _record(self, number: int, h: str | None, arm_trial) -> None:
+        """The trial's config hash (reuse, twins and salvage look trials up by it), heartbeat and arm link."""
+        if h is not None:
+            self.study.set_attrs(number, {"config_hash": h})
+        self.study.heartbeat([number])
+        if arm_trial is not None:
+            arm, mirror = arm_trial
+            arm.study.set_attrs(mirror.number, {MAIN_TRIAL_ATTR: number})
+
+    def _ask(self, counts: dict[str, int] | None = None):
         """(main trial, arm trial or None, its parameters): an enqueued trial (a retry) first, else a new proposal."""
         study = self.study.study
         if self.arms is None:
             trial = study.ask()
             self._claim(trial.number)
             return trial, None, sp.suggest(trial, self.cfg.space, self.base)
-        if self.study.counts()["WAITING"]:
+        if (counts or self.study.counts())["WAITING"]:
             trial = study.ask()
             self._claim(trial.number)
             params = sp.suggest(trial, self.cfg.space, self.base)
@@ -150,12 +175,11 @@ class Dispatcher:
                 arm_trial = self.arms.follow(arm, params, self.base)
         if trial.user_attrs.get(ARM_TRIAL_ATTR) != arm_trial.number:  # a retry: its enqueued attrs had no arm trial
             self.study.set_attrs(trial.number, {ARM_ATTR: arm.label, ARM_TRIAL_ATTR: arm_trial.number})
-        arm.study.set_attrs(arm_trial.number, {MAIN_TRIAL_ATTR: trial.number})
         return trial, (arm, arm_trial), params
 
     def _claim(self, number: int) -> None:
+        """This coordinator runs the trial: written at once, so that a rerun after a crash can settle it."""
         self.study.set_attrs(number, {OWNER_ATTR: self.owner})
-        self.study.heartbeat([number])
 
     def _pending(self, trial, tdict: dict, h: str, arm_trial) -> Pending:
         n = trial.number

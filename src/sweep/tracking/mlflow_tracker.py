@@ -240,6 +240,7 @@ class MlflowTrialTracker:
     def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, run_name: str, tags: dict[str, str],
                  params: dict | None = None, on_open: Callable[[str], None] | None = None):
         self.run_id: str | None = None
+        self.c = None  # the MLflow client, made on the opening thread
         self._metrics: list = []
         self._tags: dict[str, str] = {}
         self._flushed = time.monotonic()
@@ -273,7 +274,8 @@ class MlflowTrialTracker:
         return self.run_id
 
     def log_params(self, params: dict) -> None:
-        log_params(self.c, self._open_run(), flatten(params))
+        run_id = self._open_run()  # first: the client exists once the run is open
+        log_params(self.c, run_id, flatten(params))
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         from mlflow.entities import Metric
@@ -302,18 +304,19 @@ class MlflowTrialTracker:
             _retry(self.c.log_batch, run_id, metrics=m, tags=t)
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
-        path = Path(path)
+        run_id, path = self._open_run(), Path(path)
         if path.is_dir():
-            _retry(self.c.log_artifacts, self._open_run(), str(path), artifact_path)
+            _retry(self.c.log_artifacts, run_id, str(path), artifact_path)
         elif path.exists():
-            _retry(self.c.log_artifact, self._open_run(), str(path), artifact_path)
+            _retry(self.c.log_artifact, run_id, str(path), artifact_path)
 
     def log_dict(self, d: dict, name: str) -> None:
-        _retry(self.c.log_text, self._open_run(), json.dumps(d, indent=2, sort_keys=True, default=str), name)
+        run_id = self._open_run()
+        _retry(self.c.log_text, run_id, json.dumps(d, indent=2, sort_keys=True, default=str), name)
 
     def finish(self, status: str) -> None:
         self.flush()
-        _retry(self.c.set_terminated, self._open_run(), status=status)
+        _retry(self.c.set_terminated, self._open_run(), status=status)  # flush has waited for the run
 
 
 def trial_tracker(spec: dict | None, run_name: str, tags: dict[str, str], params: dict | None = None,
