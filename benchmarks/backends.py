@@ -136,7 +136,10 @@ def cluster(wanted: bool):
         subprocess.run([*script, "stop", env["LORASWEEP_TEST_CLUSTER_DIR"]], check=False)
         shutil.rmtree(env["LORASWEEP_TEST_CLUSTER_DIR"], ignore_errors=True)
         for k, v in saved.items():
-            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 if __name__ == "__main__":

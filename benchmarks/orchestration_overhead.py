@@ -95,8 +95,8 @@ def main() -> None:
           f"the worker (run creation, params, artifacts, closing the run): {long_['worker_bookkeeping']:.3f} s")
     print(f"the same from the overheads alone (start-up jitter included): {slope:.3f} s")
     print(f"first trial running after {long_['startup']:.2f} s (long sweep), {short['startup']:.2f} s (short)   goal <= 8 s")
-    fixed = short["wall"] - short["trials"] - slope * short["n"]
-    print(f"projected share of one-minute trials (12 trials): {(fixed + 12 * slope) / (12 * 60):.2%}")
+    fixed = short["wall"] - short["trials"] - steady * short["n"]
+    print(f"projected share of one-minute trials (12 trials): {(fixed + 12 * steady) / (12 * 60):.2%}")
 
 
 if __name__ == "__main__":
