@@ -79,3 +79,35 @@ def test_cpu_workers_share_the_cores(monkeypatch):
     assert plan_workers("auto", 1, 0, gpus=[]) == [(None, 2)] * 4
     assert plan_workers(2, 1, 0, gpus=[]) == [(None, 4)] * 2
     assert plan_workers(3, 1, 1, gpus=[]) == [(None, 1)] * 3
+
+
+def test_a_proposal_written_at_once_is_what_ask_and_suggest_leave(tmp_path):
+    """A question arm's proposal becomes the main study's trial in one write (SweepStudy.create_running): the same
+    parameters and distributions that ask + suggest would record (conditional ones only when active, list choices
+    as JSON text), RUNNING, with its attributes; and the per-arm count comes from the same read as the states."""
+    from sweep.orchestration.arms import ARM_ATTR, Arms
+    from sweep.orchestration.study import SweepStudy
+
+    run = compose(["+experiment=layerwise_ranks"])
+    base = {g: run.raw[g] for g in ("model", "data", "lora", "quant", "train")}
+    reference = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    main = SweepStudy(run.sweep, "main", f"sqlite:///{tmp_path / 'study.db'}")
+    for _ in range(12):
+        asked = reference.ask()
+        params = sp.suggest(asked, run.sweep.space, base)
+        written = main.create_running(sp.encoded(params), sp.distributions(run.sweep.space, params, base),
+                                      {ARM_ATTR: f"lora={params['lora']}", "owner": "here"})
+        frozen = main.trial(written.number)
+        assert frozen.state == optuna.trial.TrialState.RUNNING
+        assert frozen.params == asked.params and frozen.distributions == asked.distributions
+        assert frozen.user_attrs == {ARM_ATTR: f"lora={params['lora']}", "owner": "here"}
+    main.study.tell(0, state=optuna.trial.TrialState.FAIL)  # a failed trial no longer fills its arm
+    counts = main.counts(ARM_ATTR)
+    assert counts["RUNNING"] == 11 and counts["FAIL"] == 1
+    assert sum(counts.filled.values()) == 11 and len(counts.filled) == len({t.params["lora"] for t in main.trials()})
+
+    smoke = compose(["+experiment=smoke"]).sweep  # two arms, 3 trials each
+    arms = Arms(smoke, SweepStudy(smoke, "smoke", f"sqlite:///{tmp_path / 'smoke.db'}"))
+    assert arms.choose({}).label == "lora.targets=qv"
+    assert arms.choose({"lora.targets=qv": 2, "lora.targets=all_linear": 1}).label == "lora.targets=all_linear"
+    assert arms.choose({"lora.targets=qv": 3, "lora.targets=all_linear": 3}) is None

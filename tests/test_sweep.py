@@ -211,8 +211,8 @@ sweep:
 
 
 def test_a_question_over_list_valued_choices(in_tmp):
-    """llm_layerwise's question: arms over list-valued choices (band ranks). An arm's proposal is enqueued in the
-    main study as Optuna stores it (the list's JSON text): enqueued as the list, the sweep failed at its first ask."""
+    """llm_layerwise's question: arms over list-valued choices (band ranks). An arm's proposal is written into the
+    main study as Optuna stores it (the list's JSON text): written as the list, the sweep failed at its first ask."""
     Path("my_conf/experiment").mkdir(parents=True)
     Path("my_conf/experiment/bands.yaml").write_text(BANDS)
     run = compose(["+experiment=bands", "tracking=none", "sweep.progress=plain"], config_dirs=["my_conf"])

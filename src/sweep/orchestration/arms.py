@@ -8,8 +8,8 @@ tuned as hard as a strong one, and whose pruner compares a trial only with its o
 (an arm that learns later is not cut by a faster one's median).
 
 The study's main Optuna study stays the record of every trial (numbers, states, results,
-MLflow, trial folders): an arm's sampler proposes the parameters, the main study gets them
-enqueued, and the arm trial mirrors the main trial's outcome (`sync`).
+MLflow, trial folders): an arm's sampler proposes the parameters, the main study's trial is
+written with them, and the arm trial mirrors the main trial's outcome (`sync`).
 """
 
 from __future__ import annotations
@@ -59,10 +59,6 @@ class Arm:
     def label(self) -> str:
         return arm_label(self.values)
 
-    def filled(self) -> int:
-        c = self.study.counts()
-        return c["finished"] + c["RUNNING"]
-
 
 class Arms:
     def __init__(self, sweep_cfg, main: SweepStudy):
@@ -76,9 +72,10 @@ class Arms:
             self.arms.append(Arm(i, values, budget, study))
         self.by_label = {a.label: a for a in self.arms}
 
-    def choose(self) -> Arm | None:
-        """The arm furthest below its budget (fewest finished + running), or None when every arm is full."""
-        open_arms = [(a.filled(), a.index, a) for a in self.arms]
+    def choose(self, filled: dict[str, int]) -> Arm | None:
+        """The arm furthest below its budget, or None when every arm is full. `filled`: the main study's finished +
+        running trials per arm label (`SweepStudy.counts(ARM_ATTR).filled`, read once for the whole dispatch)."""
+        open_arms = [(filled.get(a.label, 0), a.index, a) for a in self.arms]
         open_arms = [x for x in open_arms if x[0] < x[2].budget]
         return min(open_arms, key=lambda x: (x[0] / x[2].budget, x[1]))[2] if open_arms else None
 

@@ -30,6 +30,11 @@ from sweep.tracking import tags as T
 from sweep.tracking.sweep_run import sweep_tracking
 
 
+def _changes_counts(ev) -> bool:
+    """The event's handling may change a trial's state (told, lost) or add a retry."""
+    return isinstance(ev, (Tracked, Lost)) or (isinstance(ev, Done) and ev.tracked)
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM (what schedulers and `kill` send): handled exactly like Ctrl-C."""
 
@@ -140,13 +145,16 @@ class Coordinator:
             self.recovery.trial_lost(pending.number, reason)
         self.dispatch.reuse.waiting, self.dispatch.ready = [], []
 
-    def _check_timeouts(self) -> None:
-        limit = self.cfg.trial_timeout_s
+    def _check_timeouts(self) -> bool:
+        """Stop the trials past sweep.trial_timeout_s; whether there were any."""
+        limit, any_lost = self.cfg.trial_timeout_s, False
         for wid, pending in list(self.inflight.items()):
             if limit and time.time() - pending.started > limit:
                 del self.inflight[wid]
                 self.pool.kill(wid, "timeout")
                 self._lost(pending, f"timeout: trial exceeded sweep.trial_timeout_s={limit:g}")
+                any_lost = True
+        return any_lost
 
     # ---------------------------------------------------------------- main loop
     def run(self) -> SweepSummary:
@@ -180,6 +188,7 @@ class Coordinator:
     def _loop(self) -> None:
         max_failures = max(3, self.cfg.n_trials)
         stopping, last_beat = False, 0.0
+        fresh = None  # the counts read just before the last wait for events, while nothing has changed them since
         while True:
             if self.dispatch.failures >= max_failures and not stopping:
                 self.progress.message(f"stopping: {self.dispatch.failures} failed trials in this session (see the reasons above)")
@@ -188,9 +197,11 @@ class Coordinator:
             if not stopping:
                 for wid in self.pool.idle():
                     while wid not in self.inflight and self.dispatch.failures < max_failures:
-                        counts = None if self.dispatch.ready else self.study.counts()
-                        if counts is not None and not self.dispatch.want_more(counts):
-                            break
+                        counts = None
+                        if not self.dispatch.ready:
+                            counts, fresh = fresh or self.dispatch.counts(), None
+                            if not self.dispatch.want_more(counts):
+                                break
                         pending = self.dispatch.next(counts)
                         if pending is not None:
                             self.inflight[wid] = pending
@@ -199,7 +210,7 @@ class Coordinator:
                             what = ("the base model without an adapter (baseline)" if pending.is_baseline
                                     else f"hash {pending.task['config_hash']}")
                             self.progress.event(pending.number, "started", f"{self.pool.describe(wid)}: {what}")
-            counts = self.study.counts()
+            counts = self.dispatch.counts()
             self.progress.update(counts, len(self.inflight))
             if not self.inflight and not self.finishing and not self.dispatch.held() and not self.dispatch.ready and (
                     stopping or counts["finished"] >= self.cfg.n_trials):
@@ -207,7 +218,8 @@ class Coordinator:
             if stopping and not self.inflight and not self.finishing:  # held trials will not run in this session
                 self._drop_held("the sweep stopped before it could run")
                 return
-            if time.time() - last_beat >= self.cfg.heartbeat_interval_s / 2:
+            beat = time.time() - last_beat >= self.cfg.heartbeat_interval_s / 2
+            if beat:
                 finishing = [done for _, done, _ in self.finishing.values()]
                 self.study.heartbeat([p.number for p in [*self.inflight.values(), *finishing, *self.dispatch.held()]
                                       if not p.is_baseline])
@@ -215,9 +227,15 @@ class Coordinator:
                 if self.arms:
                     self.arms.sync(self.study, self.cfg.grace_period_s)
                 last_beat = time.time()
-            for ev in self.pool.events(timeout=1.0):
+            events = self.pool.events(timeout=1.0)
+            for ev in events:
                 self._handle(ev)
-            self._check_timeouts()
+            timed_out = self._check_timeouts()
+            # a worker that just finished gets its next trial without another read of the study: the counts read
+            # before the wait still hold unless a trial was told, lost, settled or retried since (a trial that
+            # finished but is not told yet still counts as running, as it would in a new read)
+            unchanged = not (beat or timed_out or self.dispatch.reuse.waiting or any(_changes_counts(ev) for ev in events))
+            fresh = counts if unchanged else None
 
     def _close(self) -> None:
         if self.pool is not None:

@@ -27,7 +27,7 @@ from sweep.orchestration.arms import ARM_ATTR, ARM_TRIAL_ATTR, MAIN_TRIAL_ATTR, 
 from sweep.orchestration.baselines import Baselines
 from sweep.orchestration.recovery import OWNER_ATTR, trial_folder
 from sweep.orchestration.reuse import Reuse
-from sweep.orchestration.study import SweepStudy
+from sweep.orchestration.study import Counts, SweepStudy
 from sweep.results import TrialResult, TrialStatus, objective_values
 from sweep.tracking import tags as T
 
@@ -86,6 +86,10 @@ class Dispatcher:
         self.trials_run = 0
 
     # ---------------------------------------------------------------- asking
+    def counts(self) -> Counts:
+        """The study's counts, with finished + running trials per question arm when there are arms (one read)."""
+        return self.study.counts(ARM_ATTR if self.arms is not None else None)
+
     def want_more(self, counts: dict[str, int]) -> bool:
         """Another trial is needed: finished + running (on every machine, `counts` from study.counts()) is short of
         n_trials."""
@@ -156,25 +160,20 @@ class Dispatcher:
             trial = study.ask()
             self._claim(trial.number)
             return trial, None, sp.suggest(trial, self.cfg.space, self.base)
-        if (counts or self.study.counts())["WAITING"]:
+        counts = counts if counts is not None else self.counts()
+        if counts["WAITING"]:  # a retry, enqueued by recovery: its parameters are given, the arm follows them
             trial = study.ask()
             self._claim(trial.number)
             params = sp.suggest(trial, self.cfg.space, self.base)
             arm = self.arms.of(params)
             arm_trial = self.arms.follow(arm, params, self.base)
-        else:
-            arm = self.arms.choose() or self.arms.arms[0]
-            arm_trial, params = self.arms.propose(arm, self.base)
-            study.enqueue_trial(sp.encoded(params), user_attrs={ARM_ATTR: arm.label, ARM_TRIAL_ATTR: arm_trial.number},
-                                skip_if_exists=False)
-            trial = study.ask()
-            self._claim(trial.number)
-            params = sp.suggest(trial, self.cfg.space, self.base)
-            if trial.user_attrs.get(ARM_TRIAL_ATTR) != arm_trial.number:  # another machine took our proposal: follow it
-                arm = self.arms.of(params)
-                arm_trial = self.arms.follow(arm, params, self.base)
-        if trial.user_attrs.get(ARM_TRIAL_ATTR) != arm_trial.number:  # a retry: its enqueued attrs had no arm trial
             self.study.set_attrs(trial.number, {ARM_ATTR: arm.label, ARM_TRIAL_ATTR: arm_trial.number})
+            return trial, (arm, arm_trial), params
+        # the arm's sampler proposes; the main study's trial is written with its parameters, arm link and owner at once
+        arm = self.arms.choose(counts.filled) or self.arms.arms[0]
+        arm_trial, params = self.arms.propose(arm, self.base)
+        trial = self.study.create_running(sp.encoded(params), sp.distributions(self.cfg.space, params, self.base),
+                                          {ARM_ATTR: arm.label, ARM_TRIAL_ATTR: arm_trial.number, OWNER_ATTR: self.owner})
         return trial, (arm, arm_trial), params
 
     def _claim(self, number: int) -> None:

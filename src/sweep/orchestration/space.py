@@ -64,6 +64,16 @@ def suggest(trial, space: dict[str, ParamSpec], base: dict, fixed: dict[str, Any
     return params
 
 
+def distributions(space: dict[str, ParamSpec], params: dict[str, Any], base: dict) -> dict[str, Any]:
+    """The Optuna distributions `suggest` would record for these parameters (chosen elsewhere), to write a trial
+    with its parameters at once (SweepStudy.create_running)."""
+    import optuna
+
+    trial = optuna.trial.FixedTrial(encoded(params))
+    suggest(trial, space, base)
+    return trial.distributions
+
+
 def grid(space: dict[str, ParamSpec]) -> dict[str, list[Any]]:
     """The search space in the form GridSampler wants (no conditional parameters)."""
     out: dict[str, list[Any]] = {}

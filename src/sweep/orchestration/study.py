@@ -137,6 +137,15 @@ def open_study(sweep_cfg, study_name: str, storage, sampler=None, pruner=None):
     return study
 
 
+class Counts(dict):
+    """Trials per state (a dict: counts["RUNNING"], counts["finished"]) and, when asked for, finished + running
+    trials per value of a user attribute (`filled`, e.g. per question arm)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.filled: dict[Any, int] = {}
+
+
 class SweepStudy:
     """One study in its storage, with the operations the coordinator needs by trial number."""
 
@@ -156,17 +165,35 @@ class SweepStudy:
             self._ids[number] = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
         return self._ids[number]
 
-    def counts(self) -> dict[str, int]:
-        """Trials per state in the shared storage (every machine's), plus `finished` = COMPLETE + PRUNED.
+    def counts(self, group_attr: str | None = None) -> Counts:
+        """Trials per state in the shared storage (every machine's), plus `finished` = COMPLETE + PRUNED; with
+        `group_attr`, also how many trials are finished or running per value of that user attribute (`.filled`).
 
         Read with one get_trials through the study's cached storage (finished trials come from memory): Optuna's
         get_n_trials loads every trial with all its attributes, once per state."""
-        c = dict.fromkeys(STATES, 0)
+        c = Counts.fromkeys(STATES, 0)
         for t in self.study.get_trials(deepcopy=False):
-            if t.state.name in c:
-                c[t.state.name] += 1
+            state = t.state.name
+            if state in c:
+                c[state] += 1
+            if group_attr is not None and state in ("COMPLETE", "PRUNED", "RUNNING"):
+                key = t.user_attrs.get(group_attr)
+                if key is not None:
+                    c.filled[key] = c.filled.get(key, 0) + 1
         c["finished"] = c["COMPLETE"] + c["PRUNED"]
         return c
+
+    def create_running(self, params: dict[str, Any], distributions: dict, user_attrs: dict[str, Any]):
+        """A new RUNNING trial with its parameters and user attributes, written in one transaction (ask, suggest
+        and set_user_attr would take one each): for parameters already chosen, by a question arm's sampler."""
+        import optuna
+
+        template = optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING, params=params,
+                                             distributions=distributions, user_attrs=user_attrs)
+        trial_id = self.storage.create_new_trial(self.study_id, template_trial=template)
+        trial = optuna.trial.Trial(self.study, trial_id)
+        self._ids[trial.number] = trial_id
+        return trial
 
     def trials(self, *states: str) -> list:
         import optuna
