@@ -24,7 +24,7 @@ from typing import Any
 
 from sweep import faults
 from sweep.config.errors import ConfigError
-from sweep.config.hashing import config_hash
+from sweep.config.hashing import config_hash, write_config
 from sweep.config.schema import TrialConfig
 from sweep.results import TrialResult, TrialStatus
 from sweep.text import one_line
@@ -240,8 +240,6 @@ def main(argv: list[str] | None = None) -> int:
     """`python -m sweep.trial [hydra overrides]`: run one trial and print its metrics."""
     import sys
 
-    import yaml
-
     from sweep.config.compose import compose
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -262,8 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(run.sweep.output_dir) / "single" / h
     print(f"trial {h}: model={run.trial.model.name} lora={run.trial.lora.method} r={run.trial.lora.r} "
           f"targets={run.trial.lora.targets} quant={run.trial.quant.method} -> {out}", flush=True)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(run.trial.to_dict(), sort_keys=False))
+    write_config(out, run.trial.to_dict())
     result = run_trial(run.trial, output_dir=out)
     print(format_metrics(result))
     return 0 if result.status is TrialStatus.COMPLETE else 1

@@ -50,6 +50,18 @@ def hash_dict(trial_dict: dict) -> str:
     return hashlib.sha256(canonical_json(trial_dict).encode()).hexdigest()[:HASH_LENGTH]
 
 
+def write_config(folder, trial_dict: dict) -> None:
+    """A trial folder's config.yaml (the folder is made if missing): what `python -m sweep.reproduce` and a rerun
+    read back. libyaml's emitter when PyYAML has it (the same text, about 4x faster than the pure-Python one)."""
+    from pathlib import Path
+
+    import yaml
+
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    (Path(folder) / "config.yaml").write_text(yaml.dump(trial_dict, Dumper=dumper, sort_keys=False))
+
+
 def config_hash(cfg: Any) -> str:
     """Hash of a TrialConfig (or of its dict form)."""
     return hash_dict(cfg if isinstance(cfg, dict) else cfg.to_dict())

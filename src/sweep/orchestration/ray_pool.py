@@ -254,11 +254,10 @@ class RayPool:
 
 def _start_folder(folder: Path, config: dict) -> None:
     """The trial folder exists from the start, as with local workers (a lost trial's folder is marked incomplete)."""
-    import yaml
+    from sweep.config.hashing import write_config
 
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        write_config(folder, config)
     except OSError:
         pass  # a full disk: the result cannot be written either, and says so
 

@@ -67,12 +67,11 @@ class Reuse:
 
     def _folder(self, number: int, prior, h: str, tdict: dict) -> None:
         """The reused trial's folder: its config, the prior result marked `reused_from`, a link to the prior adapter."""
-        import yaml
+        from sweep.config.hashing import write_config
 
         src, dst = trial_folder(self.out_dir, prior.number, h), trial_folder(self.out_dir, number, h)
         try:
-            dst.mkdir(parents=True, exist_ok=True)
-            (dst / "config.yaml").write_text(yaml.safe_dump(tdict, sort_keys=False))
+            write_config(dst, tdict)
             result = json.loads((src / "result.json").read_text()) if (src / "result.json").is_file() else {}
             result.update({"reused_from": prior.number, "output_dir": str(dst)})
             (dst / "result.json").write_text(json.dumps(result, indent=2, sort_keys=True))

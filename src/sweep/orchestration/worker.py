@@ -165,6 +165,12 @@ def _trial(task: dict, *, send: Callable[[dict], None], ask_prune: Callable[[int
     out = Path(task["output_dir"])
     spec = task.get("tracking")
     t0 = time.perf_counter()
+    # the folder and the config first: the run-opening thread below competes with whatever runs next
+    try:
+        cfg, failure = _prepare(task, out), None
+    except Exception as exc:  # the trial folder could not be written (full disk, permissions): a trial failure
+        cfg, failure = None, TrialResult(TrialStatus.FAILED, {}, f"{type(exc).__name__}: {one_line(exc, 300)}")
+        failure.config_hash = task["config_hash"]
     tags = {**task["tags"], T.HOST: where["host"], T.NODE_ID: where.get("node_id", ""), T.GPU: where.get("gpu", "")}
     # the run is created and its params logged on the tracker's own thread while the trial starts
     tracker = trial_tracker(spec, f"trial-{n:04d}-{task['config_hash']}", tags, params=task["config"],
@@ -174,13 +180,8 @@ def _trial(task: dict, *, send: Callable[[dict], None], ask_prune: Callable[[int
         def report(self, step: int, metrics: dict[str, float]) -> bool:
             return ask_prune(n, step, metrics)
 
-    t_run = time.perf_counter()
-    try:
-        result = _run(task, out, run_trial, Reporter(), tracker, where)
-    except Exception as exc:  # the trial folder could not be written (full disk, permissions): a trial failure
-        result = TrialResult(TrialStatus.FAILED, {}, f"{type(exc).__name__}: {one_line(exc, 300)}")
-        result.config_hash = task["config_hash"]
-    t_run = time.perf_counter() - t_run
+    result = failure or run_trial(cfg, reporter=Reporter(), tracker=tracker, output_dir=out, placement=where,
+                                  max_trainable_params=task.get("max_trainable_params"), fault=task.get("fault"))
 
     def close_run() -> None:
         try:
@@ -202,20 +203,18 @@ def _trial(task: dict, *, send: Callable[[dict], None], ask_prune: Callable[[int
     else:
         tracker.opened()  # `started` is sent before the caller says `done`
         finish_later(close_run)
-    result.meta["bookkeeping_s"] = time.perf_counter() - t0 - t_run  # tracking and messages on the critical path
+    # the worker's time outside the trial's own duration: folder, config, tracking, messages
+    result.meta["bookkeeping_s"] = time.perf_counter() - t0 - result.duration_s
     return result
 
 
-def _run(task: dict, out: Path, run_trial, reporter, tracker, where: dict):
-    import yaml
-
+def _prepare(task: dict, out: Path):
+    """The trial folder with its config.yaml, and the typed config."""
+    from sweep.config.hashing import write_config
     from sweep.config.schema import TrialConfig
 
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(task["config"], sort_keys=False))
-    cfg = TrialConfig.from_dict(task["config"])
-    return run_trial(cfg, reporter=reporter, tracker=tracker, output_dir=out, placement=where,
-                     max_trainable_params=task.get("max_trainable_params"), fault=task.get("fault"))
+    write_config(out, task["config"])
+    return TrialConfig.from_dict(task["config"])
 
 
 def _sigterm(_signum, _frame):
