@@ -8,8 +8,10 @@ and prints, per run: wall time, summed trial time (each trial's own duration), o
 and start-up = from the command to the first trial's start. The per-trial cost of bookkeeping is the slope of
 the overhead between the short and the long sweep, with each run's own start-up taken out (it would cancel only
 if it were the same in both runs, and it jitters by seconds); goals: <= 0.05 s per trial,
-first trial running within 8 s. Also printed: the worker-side share (tracking, messages) of that slope, and the
-projected share of a 60-s trial.
+first trial running within 8 s. Also printed: the worker-side share (tracking, messages) of that slope, the same
+cost read directly, trial by trial, in the long sweep (from each trial's start to the next one's, less its duration:
+free of the run-level jitter that the slope divides by the difference in trials), and the projected share of a
+60-s trial.
 
     python benchmarks/orchestration_overhead.py [--short 4] [--long 16] [--steps 10]
 """
@@ -48,8 +50,14 @@ def sweep_run(n: int, steps: int, backend: list[str]) -> dict:
         durations = [r["duration_s"] for r in runs]
         bookkeeping = [r["bookkeeping_s"] for r in runs if r.get("bookkeeping_s") is not None]
         first = min(t.datetime_start for t in trials)
+        # one worker runs the trials in order: from one trial's start (its ask) to the next's, less its own duration,
+        # is what the sweep spent between them. The first gap also holds the baseline (once per sweep): left out.
+        ordered = sorted((t for t in trials if "run" in t.user_attrs), key=lambda t: t.number)
+        gaps = [(b.datetime_start - a.datetime_start).total_seconds() - a.user_attrs["run"]["duration_s"]
+                for a, b in zip(ordered, ordered[1:])][1:]
         return {"n": len(durations), "wall": wall, "trials": sum(durations), "startup": (first - launched).total_seconds(),
-                "mean_trial": statistics.mean(durations), "worker_bookkeeping": statistics.mean(bookkeeping)}
+                "mean_trial": statistics.mean(durations), "worker_bookkeeping": statistics.mean(bookkeeping),
+                "gaps": gaps}
 
 
 def plain_loop(n: int, steps: int) -> dict:
@@ -94,6 +102,10 @@ def main() -> None:
     print(f"\nbookkeeping per extra trial, start-up taken out of both runs: {steady:.3f} s   goal <= 0.05 s; of which in "
           f"the worker (run creation, params, artifacts, closing the run): {long_['worker_bookkeeping']:.3f} s")
     print(f"the same from the overheads alone (start-up jitter included): {slope:.3f} s")
+    gaps = long_["gaps"]
+    if gaps:
+        print(f"between one trial's end and the next one's start (long sweep, {len(gaps)} gaps): mean "
+              f"{statistics.mean(gaps):.3f} s, median {statistics.median(gaps):.3f} s, max {max(gaps):.3f} s")
     print(f"first trial running after {long_['startup']:.2f} s (long sweep), {short['startup']:.2f} s (short)   goal <= 8 s")
     fixed = short["wall"] - short["trials"] - steady * short["n"]
     print(f"projected share of one-minute trials (12 trials): {(fixed + 12 * steady) / (12 * 60):.2%}")
