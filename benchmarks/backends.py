@@ -13,7 +13,7 @@ not spent inside a trial: start-up, dispatch, storage and tracking), overhead pe
 time, worker efficiency (summed trial time / (W x wall)), and the share extrapolated to one-minute trials
 (fixed start-up amortised over the same number of trials, per-trial cost unchanged).
 
-    python benchmarks/orchestration_overhead.py [--trials 8] [--steps 40] [--workers 1 2] [--backends local ray]
+    python benchmarks/backends.py [--trials 8] [--steps 40] [--workers 1 2] [--backends local ray]
 
 Both backends get the same torch threads per worker (cores / W), so their trial times compare.
 """

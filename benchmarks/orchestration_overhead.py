@@ -1,6 +1,7 @@
 """What a sweep costs around its trials: per-trial bookkeeping and start-up, against a plain run_trial loop.
 
-Runs, in one invocation and on the same tiny-model trials (the smoke experiment, one worker, MLflow on):
+Runs, in one invocation and on the same tiny-model trials (the smoke experiment's model, data and question arms
+with a continuous dropout added, so that every trial is a new config; one worker, MLflow on, reuse lookups on):
   plain loop  run_trial(cfg) back to back in this process: no Optuna, no MLflow, no workers
   sweep xN    the real command, `python -m sweep ...`, with N trials, for a short and a long N, each in a fresh
               folder (new Optuna study, new MLflow store)
@@ -19,8 +20,10 @@ free of the run-level jitter that the slope divides by the difference in trials)
 from __future__ import annotations
 
 import argparse
+import atexit
 import datetime
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -29,8 +32,32 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMON = ["+experiment=smoke", "sweep.workers=1", "sweep.sampler=random", "sweep.reuse_completed=false",
-          "sweep.progress=plain", "train.eval_every=0", "data.train_size=64", "data.eval_size=32"]
+STUDY = "overhead"
+# the smoke experiment's tiny BERT, data and question arms, plus a continuous dropout: no two trials share a config,
+# so the reuse lookups run on every dispatch as they do by default (sweep.reuse_completed=true) but never hit
+EXPERIMENT = f"""# @package _global_
+defaults:
+  - override /model: tiny_bert
+  - override /train: fast
+name: {STUDY}
+data: {{train_size: 64, eval_size: 32}}
+train: {{latency_max_iters: 6, eval_every: 0}}
+sweep:
+  workers: 1
+  sampler: random
+  progress: plain
+  objectives: [eval_accuracy, trainable_ratio]
+  group_by: [lora.targets]
+  space:
+    lora.targets: {{type: categorical, choices: [qv, all_linear]}}
+    lora.r: {{type: categorical, choices: [1, 2, 4]}}
+    lora.dropout: {{type: float, low: 0.0, high: 0.3}}
+"""
+CONF = Path(tempfile.mkdtemp(prefix="lorasweep-bench-conf-"))
+atexit.register(shutil.rmtree, CONF, True)
+(CONF / "experiment").mkdir()
+(CONF / "experiment" / f"{STUDY}.yaml").write_text(EXPERIMENT)
+COMMON = [f"+experiment={STUDY}"]
 
 
 def sweep_run(n: int, steps: int, backend: list[str]) -> dict:
@@ -38,14 +65,15 @@ def sweep_run(n: int, steps: int, backend: list[str]) -> dict:
     import optuna
 
     with tempfile.TemporaryDirectory(prefix="lorasweep-bench-") as tmp:
-        cmd = [sys.executable, "-m", "sweep", *COMMON, f"sweep.n_trials={n}", f"train.max_steps={steps}", *backend]
+        cmd = [sys.executable, "-m", "sweep", "--config-dir", str(CONF), *COMMON, f"sweep.n_trials={n}",
+               f"train.max_steps={steps}", *backend]
         launched = datetime.datetime.now()
         t0 = time.perf_counter()
         out = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=1800)
         wall = time.perf_counter() - t0
         if out.returncode != 0:
             sys.exit(f"sweep failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
-        trials = optuna.load_study(study_name="smoke", storage=f"sqlite:///{Path(tmp) / 'sweeps/smoke/study.db'}").trials
+        trials = optuna.load_study(study_name=STUDY, storage=f"sqlite:///{Path(tmp) / 'sweeps' / STUDY / 'study.db'}").trials
         runs = [t.user_attrs["run"] for t in trials if "run" in t.user_attrs]
         durations = [r["duration_s"] for r in runs]
         bookkeeping = [r["bookkeeping_s"] for r in runs if r.get("bookkeeping_s") is not None]
@@ -64,7 +92,7 @@ def plain_loop(n: int, steps: int) -> dict:
     from sweep.config.compose import compose
     from sweep.trial import run_trial
 
-    cfg = compose([*COMMON, f"train.max_steps={steps}", "tracking=none"]).trial
+    cfg = compose([*COMMON, f"train.max_steps={steps}", "tracking=none"], config_dirs=[str(CONF)]).trial
     run_trial(cfg)  # imports and caches paid before timing, like a warm worker
     t0 = time.perf_counter()
     durations = [run_trial(cfg).duration_s for _ in range(n)]
@@ -93,7 +121,8 @@ def main() -> None:
     # (seconds, from importing torch in the workers) from a per-trial figure of a few hundredths of a second
     steady = ((long_["wall"] - long_["trials"] - long_["startup"]) - (short["wall"] - short["trials"] - short["startup"])
               ) / (long_["n"] - short["n"])
-    print(f"\n{os.cpu_count()} cores; tiny BERT, {args.steps} steps per trial, one worker, MLflow on (sqlite); "
+    print(f"\n{os.cpu_count()} cores; tiny BERT, {args.steps} steps per trial, one worker, MLflow on (sqlite), "
+          f"every trial a new config (reuse lookups on); "
           f"{' '.join(args.backend) or 'backend=local'}")
     print(f"{'run':<22}{'trials':>7}{'wall s':>9}{'trials s':>10}{'overhead s':>12}{'start-up s':>12}{'mean trial s':>14}")
     for name, r in rows:

@@ -149,10 +149,13 @@ def test_killed_or_interrupted_sweep_resumes_and_completes(in_tmp, sig, reason):
     assert not [r for r in children if r.info.status == "RUNNING"]
 
 
-def test_completed_hash_is_reused_not_retrained(in_tmp):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_completed_hash_is_reused_not_retrained(in_tmp, workers):
+    """One config, three trials: trained once. With two workers the second trial is asked while the first trains
+    (its running twin): it waits for the twin's result instead of training the config again."""
     from sweep.config.run_schema import ParamSpec
 
-    run = compose([*SMOKE, "sweep.n_trials=3", "sweep.sampler=random", "sweep.workers=1", "sweep.progress=plain"])
+    run = compose([*SMOKE, "sweep.n_trials=3", "sweep.sampler=random", f"sweep.workers={workers}", "sweep.progress=plain"])
     run.sweep.space = {"lora.r": ParamSpec(type="categorical", choices=[4])}
     Coordinator(run).run()
     trials = _study("smoke").get_trials()

@@ -27,7 +27,7 @@ from sweep.orchestration.arms import ARM_ATTR, ARM_TRIAL_ATTR, MAIN_TRIAL_ATTR, 
 from sweep.orchestration.baselines import Baselines
 from sweep.orchestration.recovery import OWNER_ATTR, trial_folder
 from sweep.orchestration.reuse import Reuse
-from sweep.orchestration.study import Counts, SweepStudy
+from sweep.orchestration.study import HASH_ATTR, Counts, SweepStudy
 from sweep.results import TrialResult, TrialStatus, objective_values
 from sweep.tracking import tags as T
 
@@ -99,9 +99,9 @@ class Dispatcher:
         """Trials asked here that no worker runs yet (waiting for a twin, or ready)."""
         return [p for p, _ in self.reuse.waiting] + [p for p in self.ready if not p.is_baseline]
 
-    def next(self, counts: dict[str, int] | None = None) -> Pending | None:
+    def next(self, counts: Counts | None = None) -> Pending | None:
         """The next task for an idle worker, or None when the trial was settled here or waits for its twin.
-        `counts`: the study's counts read for want_more just before (nothing was written since).
+        `counts`: the study's read for want_more just before (its counts, per-arm fill and config-hash indexes).
 
         Only what the task needs happens before it is handed over: the ask, the parameters, the config and its
         hash, the reuse lookups. The trial's owner is written at once (recovery needs it); its config hash, heartbeat
@@ -109,6 +109,7 @@ class Dispatcher:
         written while the trial starts rather than before."""
         if self.ready:
             return self.ready.pop(0)
+        counts = counts if counts is not None else self.counts()
         trial, arm_trial, params = self._ask(counts)
         n = trial.number
         try:
@@ -122,12 +123,12 @@ class Dispatcher:
         h = config_hash(cfg)
         pending = self._pending(trial, tdict, h, arm_trial)
         if self.cfg.reuse_completed:
-            prior = self.reuse.completed(h)
+            prior = self.reuse.completed(h, counts)
             if prior is not None:
                 self._record(n, h, arm_trial)
                 self._reuse_done(pending, prior)
                 return None
-            twin = self.reuse.running_twin(h, n)
+            twin = self.reuse.running_twin(h, n, counts)
             if twin is not None:  # the same config is training right now: wait for its result, do not train it twice
                 self._record(n, h, arm_trial)
                 self.reuse.wait(pending, twin)
@@ -147,20 +148,19 @@ class Dispatcher:
     def _record(self, number: int, h: str | None, arm_trial) -> None:
         """The trial's config hash (reuse, twins and salvage look trials up by it), heartbeat and arm link."""
         if h is not None:
-            self.study.set_attrs(number, {"config_hash": h})
+            self.study.set_attrs(number, {HASH_ATTR: h})
         self.study.heartbeat([number])
         if arm_trial is not None:
             arm, mirror = arm_trial
             arm.study.set_attrs(mirror.number, {MAIN_TRIAL_ATTR: number})
 
-    def _ask(self, counts: dict[str, int] | None = None):
+    def _ask(self, counts: Counts):
         """(main trial, arm trial or None, its parameters): an enqueued trial (a retry) first, else a new proposal."""
         study = self.study.study
         if self.arms is None:
             trial = study.ask()
             self._claim(trial.number)
             return trial, None, sp.suggest(trial, self.cfg.space, self.base)
-        counts = counts if counts is not None else self.counts()
         if counts["WAITING"]:  # a retry, enqueued by recovery: its parameters are given, the arm follows them
             trial = study.ask()
             self._claim(trial.number)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Callable
 
 from sweep.orchestration.recovery import trial_folder
-from sweep.orchestration.study import SweepStudy
+from sweep.orchestration.study import REUSED_ATTR, Counts, SweepStudy
 from sweep.tracking import tags as T
 
 
@@ -20,19 +20,17 @@ class Reuse:
         self.progress = progress
         self.waiting: list[tuple] = []  # (pending-to-be, twin number): the same config is training elsewhere
 
-    def completed(self, h: str):
-        """The first trial that completed config hash `h` by training (not by reuse), or None."""
-        for t in self.study.trials("COMPLETE"):
-            if t.user_attrs.get("config_hash") == h and "reused_from" not in t.user_attrs:
-                return t
-        return None
+    def completed(self, h: str, counts: Counts | None = None):
+        """The first trial that completed config hash `h` by training (not by reuse), or None. `counts`: the
+        study's read for this dispatch (its index), else read now."""
+        return (counts if counts is not None else self.study.counts()).completed.get(h)
 
-    def running_twin(self, h: str, number: int) -> int | None:
+    def running_twin(self, h: str, number: int, counts: Counts | None = None) -> int | None:
         """Another RUNNING trial (any machine's) training config hash `h`, not itself waiting for one."""
         waiting = {p.number for p, _ in self.waiting}
-        for t in self.study.trials("RUNNING"):
-            if t.number != number and t.number not in waiting and t.user_attrs.get("config_hash") == h:
-                return t.number
+        for n in (counts if counts is not None else self.study.counts()).running.get(h, ()):
+            if n != number and n not in waiting:
+                return n
         return None
 
     def wait(self, pending, twin: int) -> None:
@@ -63,7 +61,7 @@ class Reuse:
         run_id = self.tracking.record_reuse(tags, tdict, metrics)
         self._folder(number, prior, h, tdict)
         self.progress.event(number, "reused", f"config {h} already completed as trial {prior.number}")
-        return {"metrics": metrics, "reused_from": prior.number, **({"mlflow_run_id": run_id} if run_id else {})}
+        return {"metrics": metrics, REUSED_ATTR: prior.number, **({"mlflow_run_id": run_id} if run_id else {})}
 
     def _folder(self, number: int, prior, h: str, tdict: dict) -> None:
         """The reused trial's folder: its config, the prior result marked `reused_from`, a link to the prior adapter."""

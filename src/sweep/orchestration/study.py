@@ -137,13 +137,20 @@ def open_study(sweep_cfg, study_name: str, storage, sampler=None, pruner=None):
     return study
 
 
+HASH_ATTR, REUSED_ATTR = "config_hash", "reused_from"  # trial user attributes: its config hash; the trial it copied
+
+
 class Counts(dict):
-    """Trials per state (a dict: counts["RUNNING"], counts["finished"]) and, when asked for, finished + running
-    trials per value of a user attribute (`filled`, e.g. per question arm)."""
+    """One read of the study: trials per state (a dict: counts["RUNNING"], counts["finished"]) and what a dispatch
+    looks up, indexed rather than scanned: finished + running trials per value of a user attribute when asked for
+    (`filled`, e.g. per question arm), the first trial that completed each config hash by training (`completed`),
+    and the running trials of each config hash (`running`)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.filled: dict[Any, int] = {}
+        self.completed: dict[str, Any] = {}  # config hash -> FrozenTrial
+        self.running: dict[str, list[int]] = {}  # config hash -> trial numbers
 
 
 class SweepStudy:
@@ -166,20 +173,28 @@ class SweepStudy:
         return self._ids[number]
 
     def counts(self, group_attr: str | None = None) -> Counts:
-        """Trials per state in the shared storage (every machine's), plus `finished` = COMPLETE + PRUNED; with
-        `group_attr`, also how many trials are finished or running per value of that user attribute (`.filled`).
+        """Trials per state in the shared storage (every machine's), plus `finished` = COMPLETE + PRUNED, and the
+        config-hash indexes (see Counts); with `group_attr`, also how many trials are finished or running per value
+        of that user attribute (`.filled`).
 
         Read with one get_trials through the study's cached storage (finished trials come from memory): Optuna's
         get_n_trials loads every trial with all its attributes, once per state."""
         c = Counts.fromkeys(STATES, 0)
-        for t in self.study.get_trials(deepcopy=False):
-            state = t.state.name
+        for t in self.study.get_trials(deepcopy=False):  # in trial-number order
+            state, attrs = t.state.name, t.user_attrs
             if state in c:
                 c[state] += 1
             if group_attr is not None and state in ("COMPLETE", "PRUNED", "RUNNING"):
-                key = t.user_attrs.get(group_attr)
+                key = attrs.get(group_attr)
                 if key is not None:
                     c.filled[key] = c.filled.get(key, 0) + 1
+            h = attrs.get(HASH_ATTR)
+            if h is None:
+                continue
+            if state == "COMPLETE" and REUSED_ATTR not in attrs:
+                c.completed.setdefault(h, t)
+            elif state == "RUNNING":
+                c.running.setdefault(h, []).append(t.number)
         c["finished"] = c["COMPLETE"] + c["PRUNED"]
         return c
 
