@@ -103,13 +103,20 @@ def test_sigkilled_worker_fails_its_trial_and_is_retried(in_tmp, monkeypatch):
     assert len(killed) == 1 and killed[0].info.status == "FAILED"  # not left RUNNING
 
 
+def _ctrl_c_enabled() -> None:
+    """In the sweep's process: SIGINT handled as in a terminal. Started from a shell's background job (`make test &`,
+    some CI runners) the test inherits SIGINT ignored, which Python then keeps: the sweep would never see Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("sig, reason", [(signal.SIGKILL, "sweep process died"), (signal.SIGINT, "interrupted (Ctrl-C)"),
                                          (signal.SIGTERM, "terminated (SIGTERM)")])
 def test_killed_or_interrupted_sweep_resumes_and_completes(in_tmp, sig, reason):
     env = {**os.environ, "LORASWEEP_FAULTS": "", "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "sweep", *SMOKE, "sweep.workers=1", "train.max_steps=40", "sweep.progress=plain"]
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=_ctrl_c_enabled)
     db = Path("sweeps/smoke/study.db")
     deadline = time.time() + 300
     killed = False
