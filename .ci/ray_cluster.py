@@ -16,9 +16,10 @@ logical: no GPU is needed). The cluster requires Ray's token authentication with
 this also keeps it independent of a ~/.ray/auth_token that a local `ray.init()` may have left behind. Ray only keeps its servers on loopback when a node's address is exactly 127.0.0.1, but
 its CLI rewrites 127.0.0.1 into the machine's external address (`resolve_ip_for_localhost`) so that other machines
 can join; `ray start` therefore runs through Ray's own CLI entry point with that one rewrite turned off (SHIM).
-No Ray Client server: its per-client servers make the same rewrite (they would connect to the external address).
-Every process started here carries DIR in its command line or descends from one that does: `stop` ends exactly
-those, and the MLflow server's process group.
+The tests do not use Ray Client (its per-client servers make the same rewrite: they would connect to the external
+address), but `ray start --head` starts its proxy anyway, handed to init. Every process started here carries DIR in
+its command line or descends from one that does, except that proxy, which names the head's address: `stop` ends
+exactly those, and the MLflow server's process group.
 """
 
 from __future__ import annotations
@@ -149,6 +150,8 @@ def stop(d: Path) -> None:
         except (ProcessLookupError, PermissionError):
             pass
     procs = _processes(str(d / "node2")) + _processes(str(d / "head"))
+    if info.get("ray_address"):  # the head's Ray Client proxy: `ray start` leaves it to init, without DIR in its command line
+        procs += _processes(f"--address={info['ray_address']} ")
     _kill(procs, signal.SIGTERM)
     _kill([p for p in procs if p.is_running()])
 
