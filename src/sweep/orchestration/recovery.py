@@ -16,7 +16,7 @@ import os
 import socket
 from pathlib import Path
 
-from sweep.orchestration.study import SweepStudy
+from sweep.orchestration.study import HASH_ATTR, SweepStudy
 from sweep.results import TrialResult, TrialStatus, objective_values
 
 OWNER_ATTR = "owner"  # host:pid of the coordinator running a trial
@@ -63,7 +63,7 @@ class Recovery:
                                            skip_if_exists=False)
 
     def mark_incomplete(self, frozen, reason: str) -> None:
-        h = frozen.user_attrs.get("config_hash")
+        h = frozen.user_attrs.get(HASH_ATTR)
         folder = trial_folder(self.out_dir, frozen.number, h) if h else None
         if folder is not None and folder.is_dir() and not (folder / "result.json").is_file():
             try:
@@ -100,7 +100,7 @@ class Recovery:
         """A trial whose result reached its folder before the coordinator died: tell that result."""
         import optuna
 
-        h = frozen.user_attrs.get("config_hash")
+        h = frozen.user_attrs.get(HASH_ATTR)
         path = trial_folder(self.out_dir, frozen.number, h) / "result.json" if h else None
         if path is None or not path.is_file():
             return False
