@@ -35,7 +35,11 @@ import time
 import urllib.request
 from pathlib import Path
 
-SHIM = ("import sys, ray._private.services as s; s.resolve_ip_for_localhost = lambda host: host; "
+# ray._private.services is private (sweep/private_api.py): a Ray without the function fails here, loudly, instead
+# of the assignment adding an unused attribute and the nodes quietly binding to the external address
+SHIM = ("import sys; from sweep.private_api import private_module; "
+        "s = private_module('ray', 'ray._private.services', 'resolve_ip_for_localhost', "
+        "why='keeping the test cluster on 127.0.0.1'); s.resolve_ip_for_localhost = lambda host: host; "
         "from ray.scripts.scripts import main; sys.argv = ['ray', *sys.argv[1:]]; main()")
 NODE = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--num-gpus=2", "--object-store-memory=300000000",
         "--disable-usage-stats"]

@@ -9,8 +9,8 @@ budgets and a sampler each) answer it:
   hyperband    TPE plus Hyperband over training steps within each arm (intermediate evaluations every
                `--rung` steps on the fixed eval subset; an arm is compared only with itself)
 For tpe and hyperband, in the order trials finished, the compute spent (summed trial time, pruned trials' partial
-time included) until (a) the best arm is the grid's and (b) the best config so far lies within the 95% Wilson
-interval of the grid's best accuracy. Goal: the grid's answer for at most a third of its compute.
+time included) until (a) the best arm is the grid's and (b) the best config so far is at least as accurate as the
+grid's best or within the noise of it (sweep.noise.beyond_noise, the report's rule). Goal: the grid's answer for at most a third of its compute.
 
     python benchmarks/time_to_answer.py [--steps 80] [--rung 20]
 """
@@ -53,16 +53,15 @@ def answer(trials) -> tuple[str, float, float]:
 
 def compute_to_answer(trials, ref: tuple[str, float, float]) -> tuple[float, int]:
     """(compute s, trials) spent in finishing order until the answer matches the grid's (None if never)."""
-    from sweep.noise import wilson_interval
+    from sweep.noise import beyond_noise
 
-    lo, _ = wilson_interval(ref[1], ref[2])
     spent, seen = 0.0, []
     for i, t in enumerate(sorted(trials, key=lambda t: t.datetime_complete)):
         spent += _duration(t)
         if t.state.name == "COMPLETE":
             seen.append(t)
-            arm, acc, _ = answer(seen)
-            if arm == ref[0] and acc >= lo:
+            arm, acc, n = answer(seen)
+            if arm == ref[0] and (acc >= ref[1] or not beyond_noise("eval_accuracy", acc, ref[1], a_n=n, b_n=ref[2])):
                 return spent, i + 1
     return math.nan, len(trials)
 

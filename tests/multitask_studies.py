@@ -14,7 +14,8 @@ def make_study(uri: str, root: Path, name: str, trials: list[list[str]]) -> list
     process), tracked under the study's parent run; returns their config hashes."""
     from sweep.config.compose import compose
     from sweep.config.hashing import config_hash
-    from sweep.orchestration.worker import execute, placement
+    from sweep.orchestration.protocol import Placement, TrialTask
+    from sweep.orchestration.worker import execute
     from sweep.tracking import tags as T
     from sweep.tracking.sweep_run import SweepTracking
 
@@ -27,10 +28,9 @@ def make_study(uri: str, root: Path, name: str, trials: list[list[str]]) -> list
         h = config_hash(cfg)
         tags = {T.STUDY: name, T.TRIAL_NUMBER: str(n), T.CONFIG_HASH: h, T.STATUS: "RUNNING", T.SEED: str(cfg.train.seed),
                 T.EXPERIMENT: name}
-        task = {"type": "run", "trial_number": n, "config": cfg.to_dict(), "config_hash": h,
-                "output_dir": str(root / "sweeps" / name / "trials" / f"{n:04d}-{h}"),
-                "tracking": tracking.trial_spec, "tags": tags}
-        result = execute(task, send=lambda msg: None, ask_prune=lambda *a: False, where=placement(None))
+        task = TrialTask(n, cfg.to_dict(), h, str(root / "sweeps" / name / "trials" / f"{n:04d}-{h}"), tags,
+                         tracking.trial_spec)
+        result = execute(task, wid=0, send=lambda ev: None, ask_prune=lambda *a: False, where=Placement.here(None))
         assert result.status.value == "COMPLETE", result.error
         hashes.append(h)
     return hashes

@@ -146,6 +146,7 @@ def test_random_kills_of_workers_and_coordinator_then_rerun_lose_nothing(in_tmp)
     assert not alive, f"processes of the sweep still alive: {alive}"
 
 
+@pytest.mark.slow  # fast: test_a_full_disk_is_the_trials_failed_status below (the worker's own execute)
 def test_full_disk_fails_the_trial_not_the_sweep(in_tmp, monkeypatch):
     monkeypatch.setenv("LORASWEEP_FAULTS", "1:disk_full")
     run = compose(["+experiment=smoke", "sweep.n_trials=3", "sweep.workers=1", "sweep.retry_failed=0", "sweep.progress=plain"])
@@ -193,3 +194,18 @@ def test_a_really_full_disk_fails_trials_and_a_rerun_after_freeing_it_completes(
         assert states.count(optuna.trial.TrialState.COMPLETE) == 2 and optuna.trial.TrialState.RUNNING not in states
     finally:
         subprocess.run(["umount", "-l", str(out)], capture_output=True)
+
+
+def test_a_full_disk_is_the_trials_failed_status(in_tmp, compose_trial):
+    """A worker whose disk fills while it saves the adapter returns the trial FAILED with the reason (the sweep goes
+    on: test_dispatch.py covers what the coordinator does with a FAILED result)."""
+    from sweep.config.hashing import config_hash
+    from sweep.orchestration.protocol import Placement, TrialTask
+    from sweep.orchestration.worker import execute
+
+    cfg = compose_trial("train.max_steps=2", "train.eval_every=0", "train.latency_min_iters=1", "train.latency_max_iters=1",
+                        "train.latency_warmup=0")
+    task = TrialTask(1, cfg.to_dict(), config_hash(cfg), str(in_tmp / "trial"), {}, None, fault="disk_full")
+    result = execute(task, wid=0, send=lambda ev: None, ask_prune=lambda *a: False, where=Placement.here(None))
+    assert result.status.value == "FAILED"
+    assert result.error.startswith("disk full: [Errno 28] No space left on device")

@@ -161,14 +161,14 @@ def test_pricing_arithmetic_is_exact():
 
 
 def test_median_interval_uses_the_binomial_order_statistics():
-    from sweep.multitask.noise import overlap, timing
+    from sweep.multitask.noise import differ, timing
 
     t = timing([float(x) for x in range(1, 31)])  # n=30: ranks 10 and 21, coverage 0.957
     assert (t.ci_low_ms, t.ci_high_ms) == (10, 21) and t.coverage == pytest.approx(0.9572, abs=1e-4)
     t = timing([5.0, 1.0, 3.0])  # too few for a 95% interval: none, and none claimed
     assert math.isnan(t.ci_low_ms) and t.coverage == 0.0
     a, b, c = timing([1.0] * 10 + [2.0] * 10), timing([1.5] * 20), timing([9.0, 10.0] * 10)
-    assert overlap(a, b) and not overlap(a, c) and math.isfinite(a.p95_ms)
+    assert not differ(a, b) and differ(a, c) and math.isfinite(a.p95_ms)
 
 
 @pytest.mark.slow

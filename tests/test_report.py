@@ -186,7 +186,7 @@ def test_recommendation_names_the_cheaper_config_within_tolerance_and_noise(repo
     rec = md.split("## Recommendation", 1)[1].split("\n## ", 1)[0]
     assert "Best accuracy: #3" in rec
     assert "Recommended: #1, #4" in rec  # the two seeds of all_linear r=8, mean 0.855, 1.0 point below
-    assert "within the 95% Wilson interval" in rec
+    assert "points is within the noise (its 95% interval" in rec
 
 
 def test_cli_prints_paths_and_applies_cost_overrides(store, tmp_path, capsys):
@@ -210,24 +210,53 @@ def test_unknown_study_lists_the_existing_ones(store):
     assert "'nope'" in str(exc.value) and STUDY in str(exc.value) and "\n" not in str(exc.value)
 
 
-def test_missing_and_corrupt_store_give_one_line_with_the_fix(tmp_path):
+@pytest.fixture
+def no_mlflow_engine_for(monkeypatch):
+    """The sqlite paths MLflow was asked to make an engine for. A process that ran a sweep has sweep.sqlite.tune()'s
+    pragmas on every sqlite connection: on a corrupt file they fail MLflow's engine probe, which MLflow retries with
+    sleeps for ~100 s (10 attempts); the store must be checked, and the error given, before MLflow is reached."""
+    import mlflow.store.db.utils as db_utils
+
+    from sweep import sqlite
+
+    sqlite.tune()  # what every sweep (and every earlier test that ran one) leaves in the process
+    asked: list[str] = []
+
+    def spy(db_uri):  # fails at once rather than sleeping through the retries
+        asked.append(db_uri)
+        raise RuntimeError("MLflow was asked to create an engine")
+
+    monkeypatch.setattr(db_utils, "create_sqlalchemy_engine_with_retry", spy)
+    return asked
+
+
+def test_missing_and_corrupt_store_give_one_line_with_the_fix(tmp_path, no_mlflow_engine_for):
     from sweep.report.load import ReportError, load_study
 
     with pytest.raises(ReportError, match="does not exist"):
         load_study(STUDY, f"sqlite:///{tmp_path}/absent.db")
     bad = tmp_path / "mlflow.db"
     bad.write_bytes(b"this is not a sqlite database" * 20)
+    t0 = time.perf_counter()
     with pytest.raises(ReportError) as exc:
         load_study(STUDY, f"sqlite:///{bad}")
+    assert time.perf_counter() - t0 < 10  # MLflow's retry loop would take ~100 s
     text = str(exc.value)
-    assert "\n" not in text and str(bad) in text and "mv " in text
+    assert "\n" not in text and str(bad) in text and "mv " in text and "not a usable sqlite database" in text
+    assert not no_mlflow_engine_for, "the corrupt store reached MLflow (and its engine-creation retry loop)"
 
 
-def test_cli_error_exit_code(tmp_path, capsys):
+def test_cli_error_exit_code(tmp_path, capsys, no_mlflow_engine_for):
     from sweep.report.__main__ import main
 
     assert main(["x", "--tracking-uri", f"sqlite:///{tmp_path}/absent.db"]) == 2
     assert "error:" in capsys.readouterr().err
+    bad = tmp_path / "mlflow.db"
+    bad.write_bytes(b"\0" * 4096)
+    assert main(["x", "--tracking-uri", f"sqlite:///{bad}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot read the MLflow store") and err.count("\n") == 1 and f"mv {bad}" in err
+    assert not no_mlflow_engine_for
 
 
 def _memory_run(number: int, status_tag: str, run_status: str, cfg: dict, metrics: dict, reason: str = ""):

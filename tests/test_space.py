@@ -85,7 +85,8 @@ def test_a_proposal_written_at_once_is_what_ask_and_suggest_leave(tmp_path):
     """A question arm's proposal becomes the main study's trial in one write (SweepStudy.create_running): the same
     parameters and distributions that ask + suggest would record (conditional ones only when active, list choices
     as JSON text), RUNNING, with its attributes; and the per-arm count comes from the same read as the states."""
-    from sweep.orchestration.arms import ARM_ATTR, Arms
+    from sweep.orchestration import records as R
+    from sweep.orchestration.arms import Arms
     from sweep.orchestration.study import SweepStudy
 
     run = compose(["+experiment=layerwise_ranks"])
@@ -96,13 +97,13 @@ def test_a_proposal_written_at_once_is_what_ask_and_suggest_leave(tmp_path):
         asked = reference.ask()
         params = sp.suggest(asked, run.sweep.space, base)
         written = main.create_running(sp.encoded(params), sp.distributions(run.sweep.space, params, base),
-                                      {ARM_ATTR: f"lora={params['lora']}", "owner": "here"})
+                                      owner="here", arm=f"lora={params['lora']}", arm_trial=7)
         frozen = main.trial(written.number)
         assert frozen.state == optuna.trial.TrialState.RUNNING
         assert frozen.params == asked.params and frozen.distributions == asked.distributions
-        assert frozen.user_attrs == {ARM_ATTR: f"lora={params['lora']}", "owner": "here"}
+        assert frozen.user_attrs == {"arm": f"lora={params['lora']}", "arm_trial": 7, "owner": "here"}
     main.study.tell(0, state=optuna.trial.TrialState.FAIL)  # a failed trial no longer fills its arm
-    counts = main.counts(ARM_ATTR)
+    counts = main.counts(R.ARM)
     assert counts["RUNNING"] == 11 and counts["FAIL"] == 1
     assert sum(counts.filled.values()) == 11 and len(counts.filled) == len({t.params["lora"] for t in main.trials()})
 

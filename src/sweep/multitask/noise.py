@@ -1,9 +1,11 @@
 """How sure is a measured median? A distribution-free confidence interval from the timed iterations.
 
 The interval is sweep.noise.median_interval (exact binomial order statistics, no assumption
-about the shape of the latency distribution; none with fewer than 6 timings). Two medians are called
-indistinguishable when their intervals overlap, the same rule the report applies to
-accuracies with Wilson intervals.
+about the shape of the latency distribution; none with fewer than 6 timings). Whether two medians
+differ is decided by the one noise rule, sweep.noise.beyond_noise, for a latency median
+(`latency_p50_ms`): the 95% interval of their difference, built from the two intervals, must exclude
+zero. Both sides are timed interleaved in one process (sweep.multitask.measure), so the rule's
+drift floor between separate trials does not apply (drift=False).
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sweep.noise import median_coverage, median_interval, median_rank_bounds
+from sweep.noise import beyond_noise, median_coverage, median_interval, median_rank_bounds
+
+METRIC = "latency_p50_ms"  # the declared metric whose noise rule a median of timed calls follows
 
 
 @dataclass
@@ -40,17 +44,18 @@ def timing(samples_ms: list[float]) -> Timing:
     return Timing(float(np.percentile(arr, 50)), float(np.percentile(arr, 95)), lo, hi, cov, len(arr))
 
 
-def overlap(a: Timing, b: Timing) -> bool:
-    """True when the two medians' intervals overlap: the difference is within the timing noise."""
-    return not (a.ci_high_ms < b.ci_low_ms or b.ci_high_ms < a.ci_low_ms)
+def differ(a: Timing, b: Timing) -> bool:
+    """Whether the two medians differ beyond the timing noise: `sweep.noise.beyond_noise` on their intervals (timed
+    interleaved, so no drift floor). False when either has no interval (fewer than 6 timings): nothing is claimed."""
+    return beyond_noise(METRIC, a.p50_ms, b.p50_ms, (a.ci_low_ms, a.ci_high_ms), (b.ci_low_ms, b.ci_high_ms), drift=False)
 
 
 def compare_text(name_a: str, a: Timing, name_b: str, b: Timing) -> str:
     """'a 12.1 ms [..] vs b 11.8 ms [..]: indistinguishable' or '... a is 1.32x slower'."""
     head = f"{name_a} {a.text()} vs {name_b} {b.text()}"
-    if overlap(a, b):
-        return f"{head}: indistinguishable (the 95% intervals of the medians overlap)"
+    if not differ(a, b):
+        return f"{head}: indistinguishable (the 95% interval of the difference of the medians contains zero)"
     ratio = a.p50_ms / b.p50_ms if b.p50_ms else math.inf
     word = "slower" if ratio > 1 else "faster"
     factor = ratio if ratio > 1 else (1 / ratio if ratio else math.inf)
-    return f"{head}: {name_a} is {factor:.2f}x {word} (intervals do not overlap)"
+    return f"{head}: {name_a} is {factor:.2f}x {word} (the 95% interval of the difference excludes zero)"

@@ -85,8 +85,8 @@ def _latency(result) -> list:
     return [Text(f"Adapter switch (`set_adapter`): p50 {s.p50_ms:.3g} ms, p95 {s.p95_ms:.3g} ms, 95% interval of the median "
                  f"[{s.ci_low_ms:.3g}, {s.ci_high_ms:.3g}] ms over {s.n} switches. Per-request latency: {n} timed forwards "
                  f"per cell after warm-up, {result.threads} CPU thread(s); the interval of each median is distribution-free "
-                 "(order statistics), and two medians whose intervals overlap are called indistinguishable; the two "
-                 "sides of each comparison are timed interleaved. " + _load_text(result)),
+                 "(order statistics), and two medians are called different only when the 95% interval of their difference "
+                 "excludes zero (sweep/noise.py); the two sides of each comparison are timed interleaved. " + _load_text(result)),
             Table(pd.DataFrame(rows))]
 
 

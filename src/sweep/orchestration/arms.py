@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sweep.orchestration import space as sp
+from sweep.orchestration.records import TrialRecord
 from sweep.orchestration.study import SweepStudy, make_pruner, make_sampler
-
-ARM_ATTR, ARM_TRIAL_ATTR, MAIN_TRIAL_ATTR = "arm", "arm_trial", "main_trial"
 
 
 def arm_keys(sweep_cfg) -> list[str]:
@@ -74,7 +73,7 @@ class Arms:
 
     def choose(self, filled: dict[str, int]) -> Arm | None:
         """The arm furthest below its budget, or None when every arm is full. `filled`: the main study's finished +
-        running trials per arm label (`SweepStudy.counts(ARM_ATTR).filled`, read once for the whole dispatch)."""
+        running trials per arm label (`SweepStudy.counts(records.ARM).filled`, read once for the whole dispatch)."""
         open_arms = [(filled.get(a.label, 0), a.index, a) for a in self.arms]
         open_arms = [x for x in open_arms if x[0] < x[2].budget]
         return min(open_arms, key=lambda x: (x[0] / x[2].budget, x[1]))[2] if open_arms else None
@@ -107,7 +106,7 @@ class Arms:
         now = datetime.datetime.now()
         for arm in self.arms:
             for t in arm.study.trials("RUNNING"):
-                number = t.user_attrs.get(MAIN_TRIAL_ATTR)
+                number = TrialRecord.of(t).main_trial
                 if number is None:
                     if t.datetime_start and (now - t.datetime_start).total_seconds() > grace_s:
                         arm.study.study.tell(t.number, state=optuna.trial.TrialState.FAIL)

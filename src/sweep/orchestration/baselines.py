@@ -8,13 +8,11 @@ import socket
 from pathlib import Path
 
 from sweep.baseline import baseline_key
+from sweep.orchestration.protocol import BaselineTask
 from sweep.orchestration.recovery import pid_alive
 from sweep.orchestration.study import SweepStudy
 from sweep.results import TrialResult, TrialStatus
 from sweep.tracking import tags as T
-
-ATTR = "baseline:"  # study user attribute prefix: baseline:<key> -> {"status", "metrics"}
-
 
 class Baselines:
     def __init__(self, study: SweepStudy, tracking, out_dir: Path, progress, enabled: bool):
@@ -25,7 +23,7 @@ class Baselines:
         self.enabled = enabled
         self.seen: set[str] = set()
 
-    def needed(self, tdict: dict, owner: str) -> dict | None:
+    def needed(self, tdict: dict, owner: str) -> BaselineTask | None:
         """The baseline task a trial config needs first, or None (off, done, or started by someone)."""
         if not self.enabled:
             return None
@@ -33,11 +31,11 @@ class Baselines:
         if key in self.seen:
             return None
         self.seen.add(key)
-        if not self._missing(self.study.study.user_attrs.get(ATTR + key)):
+        if not self._missing(self.study.baseline(key)):
             return None
-        self.study.study.set_user_attr(ATTR + key, {"status": "RUNNING", "owner": owner})
+        self.study.set_baseline(key, {"status": "RUNNING", "owner": owner})
         tags = {T.ROLE: T.ROLE_BASELINE, T.STUDY: self.study.name, T.BASELINE_KEY: key, T.STATUS: "RUNNING"}
-        return {"type": "baseline", "baseline_key": key, "config": tdict, "tracking": self.tracking.trial_spec, "tags": tags}
+        return BaselineTask(key, tdict, tags, self.tracking.trial_spec)
 
     @staticmethod
     def _missing(record: dict | None) -> bool:
@@ -49,11 +47,11 @@ class Baselines:
         host, _, pid = str(record.get("owner", "")).partition(":")
         return host == socket.gethostname() and pid.isdigit() and not pid_alive(int(pid))
 
-    def done(self, task: dict, result: TrialResult) -> None:
-        key = task["baseline_key"]
+    def done(self, task: BaselineTask, result: TrialResult) -> None:
+        key = task.baseline_key
         record = {"status": result.status.value, "metrics": result.json_metrics(), "error": result.error,
                   "meaning": result.meta.get("meaning", "")}
-        self.study.study.set_user_attr(ATTR + key, record)
+        self.study.set_baseline(key, record)
         try:
             folder = self.out_dir / "baselines"
             folder.mkdir(parents=True, exist_ok=True)
@@ -67,5 +65,5 @@ class Baselines:
         else:
             self.progress.message(f"baseline {key} failed: {result.error} (the report will have no baseline for it)")
 
-    def lost(self, task: dict, reason: str) -> None:
+    def lost(self, task: BaselineTask, reason: str) -> None:
         self.done(task, TrialResult(TrialStatus.FAILED, {}, reason))

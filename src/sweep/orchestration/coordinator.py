@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from sweep.config import snapshot
@@ -21,11 +22,13 @@ from sweep.config.compose import RunConfig
 from sweep.orchestration.arms import Arms, arm_keys
 from sweep.orchestration.arms import describe as describe_arms
 from sweep.orchestration.dispatch import Dispatcher, Pending
-from sweep.orchestration.pool import Done, Lost, Ready, Recycler, Report, Started, Tracked, WorkerPool, plan_workers
+from sweep.orchestration.pool import Recycler, WorkerPool, plan_workers
+from sweep.orchestration.protocol import Done, Lost, PruneReply, Ready, Report, Started, Tracked
 from sweep.orchestration.progress import Progress
 from sweep.orchestration.recovery import Recovery
 from sweep.orchestration.study import SweepStudy, optuna_nop, optuna_random, storage_url
 from sweep.orchestration.summary import SweepSummary, best_trials
+from sweep.results import TrialResult
 from sweep.tracking import tags as T
 from sweep.tracking.sweep_run import sweep_tracking
 
@@ -55,6 +58,19 @@ def make_pool(run: RunConfig, log) -> WorkerPool:
     return LocalPool(plan_workers(cfg.workers, cfg.workers_per_gpu, cfg.threads_per_worker), recycler, log=log)
 
 
+@dataclass
+class Session:
+    """What a coordinator opens for one run, built whole by `Coordinator.open` (nothing half-made to guard)."""
+
+    progress: Progress
+    tracking: object  # SweepTracking | NullSweepTracking
+    study: SweepStudy
+    arms: Arms | None
+    recovery: Recovery
+    snapshot: object  # ConfSnapshot: the config folders as this run composed them
+    dispatch: Dispatcher
+
+
 class Coordinator:
     def __init__(self, run: RunConfig, pool: WorkerPool | None = None):
         self.rc = run
@@ -64,36 +80,50 @@ class Coordinator:
         self.url = storage_url(self.cfg.storage, self.cfg.output_dir, self.study_name)
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
         self.pool = pool
-        self.inflight: dict[int, Pending] = {}  # worker id -> its trial
-        self.finishing: dict[int, tuple[int, Pending, object]] = {}  # trial number -> (worker, trial, result): run closing
+        self.session: Session | None = None
+        self.inflight: dict[int, Pending] = {}  # worker id -> its task
+        self.finishing: dict[int, tuple[int, Pending, TrialResult]] = {}  # trial number -> (worker, trial, result): run closing
         self.interrupted = False
         self.terminated = False  # interrupted by SIGTERM rather than Ctrl-C
         self.t_start = time.time()
         self.t_ready: float | None = None
 
     # ---------------------------------------------------------------- set-up
-    def open(self) -> None:
-        self.progress = Progress(self.cfg.progress, self.cfg.n_trials, self.study_name, self.cfg.objectives)
-        self.tracking = sweep_tracking(self.rc, self.study_name, self.url, {T.ARMS: json.dumps(describe_arms(self.cfg))})
-        self.recovery: Recovery | None = None
+    def open(self) -> Session:
+        progress = Progress(self.cfg.progress, self.cfg.n_trials, self.study_name, self.cfg.objectives)
+        try:
+            return self._open(progress)
+        except BaseException:
+            progress.close()
+            raise
+
+    def _open(self, progress: Progress) -> Session:
+        tracking = sweep_tracking(self.rc, self.study_name, self.url, {T.ARMS: json.dumps(describe_arms(self.cfg))})
+        recovery: list[Recovery] = []  # Optuna's stale-trial callback needs it before it exists
         arms = arm_keys(self.cfg)
         quiet = dict(sampler=optuna_random(self.cfg), pruner=optuna_nop()) if arms else {}  # the arms sample and prune
-        self.study = SweepStudy(self.cfg, self.study_name, self.url, on_stale=lambda s, t: self.recovery.on_stale(s, t),
-                                **quiet)
-        self.study.study.set_user_attr("experiment", self.rc.name)
-        self.arms = Arms(self.cfg, self.study) if arms else None
-        self.tracking.open()
-        self.recovery = Recovery(self.study, self.tracking, retry_failed=self.cfg.retry_failed,
-                                 objectives=self.cfg.objectives, out_dir=self.out_dir, log=self.progress.message)
-        self.recovery.settle_orphans(self.cfg.grace_period_s)
-        self.recovery.reconcile()
-        self.snapshot = snapshot.take(self.rc.config_dirs)
-        self.arms.sync(self.study, self.cfg.grace_period_s) if self.arms else None
-        self.dispatch = Dispatcher(self.rc, self.study, self.arms, self.tracking, self.snapshot, owner=self.owner,
-                                   out_dir=self.out_dir, progress=self.progress)
+        study = SweepStudy(self.cfg, self.study_name, self.url, on_stale=lambda s, t: recovery[0].on_stale(s, t), **quiet)
+        study.set_experiment(self.rc.name)
+        arm_set = Arms(self.cfg, study) if arms else None
+        tracking.open()
+        try:
+            recovery.append(Recovery(study, tracking, retry_failed=self.cfg.retry_failed, objectives=self.cfg.objectives,
+                                     out_dir=self.out_dir, log=progress.message))
+            recovery[0].settle_orphans(self.cfg.grace_period_s)
+            recovery[0].reconcile()
+            if arm_set is not None:
+                arm_set.sync(study, self.cfg.grace_period_s)
+        except BaseException:  # interrupted while settling: the parent run is closed, the rerun settles the rest
+            tracking.close(True)
+            raise
+        snap = snapshot.take(self.rc.config_dirs)
+        dispatch = Dispatcher(self.rc, study, arm_set, tracking, snap, recovery=recovery[0], owner=self.owner,
+                              out_dir=self.out_dir, progress=progress)
+        return Session(progress, tracking, study, arm_set, recovery[0], snap, dispatch)
 
     # ---------------------------------------------------------------- events
     def _handle(self, ev) -> None:
+        s = self.session
         pending = self.inflight.get(ev.wid)
         if isinstance(ev, Ready):
             if self.t_ready is None:
@@ -101,10 +131,10 @@ class Coordinator:
         elif isinstance(ev, Started) and pending is not None:
             pending.run_id = ev.run_id
             if ev.run_id and not pending.is_baseline:
-                self.study.set_attrs(pending.number, {"mlflow_run_id": ev.run_id})
+                s.study.set_run_id(pending.number, ev.run_id)
         elif isinstance(ev, Report):
-            prune = pending is not None and self.dispatch.prune(pending, ev.step, ev.metrics)
-            self.pool.reply(ev.wid, {"type": "prune_reply", "prune": prune})
+            prune = pending is not None and s.dispatch.prune(pending, ev.step, ev.metrics)
+            self.pool.reply(ev.wid, PruneReply(ev.trial_number, prune))
         elif isinstance(ev, Done) and pending is not None:
             del self.inflight[ev.wid]
             if ev.tracked:
@@ -121,29 +151,14 @@ class Coordinator:
                     self._tell(done, result)
             if pending is not None:
                 del self.inflight[ev.wid]
-                self._lost(pending, ev.reason)
+                s.dispatch.lost(pending, ev.reason)
 
-    def _tell(self, pending: Pending, result) -> None:
-        self.dispatch.tell(pending, result)
-        self.progress.finished(self.study.counts(), len(self.inflight))
+    def _tell(self, pending: Pending, result: TrialResult) -> None:
+        self.session.dispatch.tell(pending, result)
+        self.session.progress.finished(self.session.study.counts(), len(self.inflight))
 
     def _message(self, text: str) -> None:
-        progress = getattr(self, "progress", None)
-        (progress.message if progress is not None else print)(text)
-
-    def _lost(self, pending: Pending, reason: str) -> None:
-        if pending.is_baseline:
-            self.dispatch.baselines.lost(pending.task, reason)
-            return
-        self.dispatch.failures += 1
-        self.recovery.trial_lost(pending.number, reason)
-        self.progress.event(pending.number, "failed", reason)
-
-    def _drop_held(self, reason: str) -> None:
-        """Trials asked but never handed to a worker in this session: failed (and retried by the next run)."""
-        for pending in self.dispatch.held():
-            self.recovery.trial_lost(pending.number, reason)
-        self.dispatch.reuse.waiting, self.dispatch.ready = [], []
+        (self.session.progress.message if self.session is not None else print)(text)
 
     def _check_timeouts(self) -> bool:
         """Stop the trials past sweep.trial_timeout_s; whether there were any."""
@@ -152,7 +167,7 @@ class Coordinator:
             if limit and time.time() - pending.started > limit:
                 del self.inflight[wid]
                 self.pool.kill(wid, "timeout")
-                self._lost(pending, f"timeout: trial exceeded sweep.trial_timeout_s={limit:g}")
+                self.session.dispatch.lost(pending, f"timeout: trial exceeded sweep.trial_timeout_s={limit:g}")
                 any_lost = True
         return any_lost
 
@@ -164,68 +179,72 @@ class Coordinator:
             # workers import torch/peft while this process opens the study and the MLflow run
             self.pool = self.pool or make_pool(self.rc, self._message)
             self.pool.start()
-            self.open()
-            self.progress.start(self.study.counts())
-            self._loop()
+            self.session = self.open()
+            self.session.progress.start(self.session.study.counts())
+            self._loop(self.session)
         except KeyboardInterrupt as exc:
             self.interrupted = True
             self.terminated = isinstance(exc, Terminated)
             what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted (Ctrl-C)"
-            self.progress.message(f"{what}: stopping workers, marking running trials FAIL (rerun the same command to resume)")
-            for _, done, result in list(self.finishing.values()):  # finished trials keep their results
-                self.dispatch.tell(done, result)
-            self.finishing.clear()
-            for pending in list(self.inflight.values()):
-                self._lost(pending, f"{what}; rerun the same command to resume")
-            self.inflight.clear()
-            if hasattr(self, "dispatch"):
-                self._drop_held(f"{what} before it ran")
+            self._message(f"{what}: stopping workers, marking running trials FAIL (rerun the same command to resume)")
+            if self.session is not None:
+                self._stop_session(self.session, what)
         finally:
             self._close()
             signal.signal(signal.SIGTERM, previous)
         return self.summary(time.time() - self.t_start)
 
-    def _loop(self) -> None:
+    def _stop_session(self, s: Session, what: str) -> None:
+        """Interrupted: finished trials keep their results, running and held ones fail (a rerun retries them)."""
+        for _, done, result in list(self.finishing.values()):
+            s.dispatch.tell(done, result)
+        self.finishing.clear()
+        for pending in list(self.inflight.values()):
+            s.dispatch.lost(pending, f"{what}; rerun the same command to resume")
+        self.inflight.clear()
+        s.dispatch.drop_held(f"{what} before it ran")
+
+    def _loop(self, s: Session) -> None:
         max_failures = max(3, self.cfg.n_trials)
         stopping, last_beat = False, 0.0
         fresh = None  # the counts read just before the last wait for events, while nothing has changed them since
         while True:
-            if self.dispatch.failures >= max_failures and not stopping:
-                self.progress.message(f"stopping: {self.dispatch.failures} failed trials in this session (see the reasons above)")
+            if s.dispatch.failures >= max_failures and not stopping:
+                s.progress.message(f"stopping: {s.dispatch.failures} failed trials in this session (see the reasons above)")
                 stopping = True
-            self.dispatch.settle_waiting()
+            s.dispatch.settle_waiting()
             if not stopping:
                 for wid in self.pool.idle():
-                    while wid not in self.inflight and self.dispatch.failures < max_failures:
+                    while wid not in self.inflight and s.dispatch.failures < max_failures:
                         counts = None
-                        if not self.dispatch.ready:
-                            counts, fresh = fresh or self.dispatch.counts(), None
-                            if not self.dispatch.want_more(counts):
+                        if not s.dispatch.has_ready():
+                            counts, fresh = fresh or s.dispatch.counts(), None
+                            if not s.dispatch.want_more(counts):
                                 break
-                        pending = self.dispatch.next(counts)
+                        pending = s.dispatch.next(counts)
                         if pending is not None:
                             self.inflight[wid] = pending
                             self.pool.submit(wid, pending.task)
-                            self.dispatch.handed(pending)
+                            s.dispatch.handed(pending)
                             what = ("the base model without an adapter (baseline)" if pending.is_baseline
-                                    else f"hash {pending.task['config_hash']}")
-                            self.progress.event(pending.number, "started", f"{self.pool.describe(wid)}: {what}")
-            counts = self.dispatch.counts()
-            self.progress.update(counts, len(self.inflight))
-            if not self.inflight and not self.finishing and not self.dispatch.held() and not self.dispatch.ready and (
+                                    else f"hash {pending.task.config_hash}")
+                            s.progress.event(pending.number, "started", f"{self.pool.describe(wid)}: {what}")
+            counts = s.dispatch.counts()
+            s.progress.update(counts, len(self.inflight))
+            if not self.inflight and not self.finishing and not s.dispatch.held() and not s.dispatch.has_ready() and (
                     stopping or counts["finished"] >= self.cfg.n_trials):
                 return
             if stopping and not self.inflight and not self.finishing:  # held trials will not run in this session
-                self._drop_held("the sweep stopped before it could run")
+                s.dispatch.drop_held("the sweep stopped before it could run")
                 return
             beat = time.time() - last_beat >= self.cfg.heartbeat_interval_s / 2
             if beat:
                 finishing = [done for _, done, _ in self.finishing.values()]
-                self.study.heartbeat([p.number for p in [*self.inflight.values(), *finishing, *self.dispatch.held()]
-                                      if not p.is_baseline])
-                self.recovery.settle_orphans(self.cfg.grace_period_s)
-                if self.arms:
-                    self.arms.sync(self.study, self.cfg.grace_period_s)
+                s.study.heartbeat([p.number for p in [*self.inflight.values(), *finishing, *s.dispatch.held()]
+                                   if not p.is_baseline])
+                s.recovery.settle_orphans(self.cfg.grace_period_s)
+                if s.arms:
+                    s.arms.sync(s.study, self.cfg.grace_period_s)
                 last_beat = time.time()
             events = self.pool.events(timeout=1.0)
             for ev in events:
@@ -234,28 +253,28 @@ class Coordinator:
             # a worker that just finished gets its next trial without another read of the study: the counts read
             # before the wait still hold unless a trial was told, lost, settled or retried since (a trial that
             # finished but is not told yet still counts as running, as it would in a new read)
-            unchanged = not (beat or timed_out or self.dispatch.reuse.waiting or any(_changes_counts(ev) for ev in events))
+            unchanged = not (beat or timed_out or s.dispatch.waiting_for_twin() or any(_changes_counts(ev) for ev in events))
             fresh = counts if unchanged else None
 
     def _close(self) -> None:
         if self.pool is not None:
             self.pool.stop(force=self.interrupted)
-        progress = getattr(self, "progress", None)
-        if progress is not None:
-            progress.close()
-        if getattr(self, "snapshot", None) is not None:
-            self.snapshot.remove()
-        if getattr(self, "recovery", None) is not None:
-            self.recovery.reconcile()
-            if self.arms:
-                self.arms.sync(self.study, self.cfg.grace_period_s)
-            self.tracking.close(self.interrupted)
+        s = self.session
+        if s is None:
+            return
+        s.progress.close()
+        s.snapshot.remove()
+        s.recovery.reconcile()
+        if s.arms:
+            s.arms.sync(s.study, self.cfg.grace_period_s)
+        s.tracking.close(self.interrupted)
 
     def summary(self, wall_s: float) -> SweepSummary:
-        counts = self.study.counts() if hasattr(self, "study") else {}
-        dispatch = getattr(self, "dispatch", None)
-        return SweepSummary(self.study_name, self.url, counts.get("COMPLETE", 0), counts.get("PRUNED", 0), counts.get("FAIL", 0),
-                            wall_s, dispatch.compute_s if dispatch else 0.0,
-                            best_trials(self.study.study) if hasattr(self, "study") else [], self.interrupted,
-                            startup_s=(self.t_ready or time.time()) - self.t_start,
-                            trials_run=dispatch.trials_run if dispatch else 0)
+        s = self.session
+        if s is None:
+            return SweepSummary(self.study_name, self.url, 0, 0, 0, wall_s, 0.0, [], self.interrupted,
+                                startup_s=(self.t_ready or time.time()) - self.t_start)
+        counts = s.study.counts()
+        return SweepSummary(self.study_name, self.url, counts["COMPLETE"], counts["PRUNED"], counts["FAIL"], wall_s,
+                            s.dispatch.compute_s, best_trials(s.study.study), self.interrupted,
+                            startup_s=(self.t_ready or time.time()) - self.t_start, trials_run=s.dispatch.trials_run)

@@ -5,7 +5,11 @@ model has none yet, a trial whose twin has since failed, or a new trial. A new t
 proposed by its question arm's sampler (arms.py) or by the study's own; its config is
 composed and either becomes a task or is settled on the spot (a config that does not
 validate fails, a completed config hash is reused, one training elsewhere waits for it).
-`tell()` turns a worker's TrialResult into Optuna's state and values (mirrored to the arm).
+`tell()` turns a worker's TrialResult into Optuna's state and values (mirrored to the arm); `lost()` settles a
+task whose worker died or was stopped (through recovery); `drop_held()` fails what was asked but never handed out.
+
+The dispatcher owns what it asked and has not handed out (ready tasks, trials waiting for a twin) and this
+session's failure count; the coordinator reads them through `has_ready`, `waiting_for_twin`, `held` and `failures`.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Union
 
 from sweep.baseline import baseline_key
 from sweep.config.compose import RunConfig, trial_dict
@@ -22,16 +26,17 @@ from sweep.config.errors import ConfigError
 from sweep.config.hashing import config_hash
 from sweep.config.schema import TrialConfig
 from sweep.config.snapshot import ConfSnapshot
+from sweep.orchestration import records as R
 from sweep.orchestration import space as sp
-from sweep.orchestration.arms import ARM_ATTR, ARM_TRIAL_ATTR, MAIN_TRIAL_ATTR, Arms
+from sweep.orchestration.arms import Arms
 from sweep.orchestration.baselines import Baselines
-from sweep.orchestration.recovery import OWNER_ATTR, trial_folder
+from sweep.orchestration.protocol import BaselineTask, TrialTask
+from sweep.orchestration.recovery import Recovery, trial_folder
 from sweep.orchestration.reuse import Reuse
-from sweep.orchestration.study import HASH_ATTR, Counts, SweepStudy
+from sweep.orchestration.study import Counts, SweepStudy
 from sweep.results import TrialResult, TrialStatus, objective_values
 from sweep.tracking import tags as T
 
-RUN_ATTR = "run"  # trial user attribute: where and how long it ran {"device", "duration_s", "bookkeeping_s"}
 FAULTS_ENV = "LORASWEEP_FAULTS"  # test hook: "3:oom,5:nan,2:kill,4:disk_full" (trial number: fault)
 
 
@@ -48,7 +53,7 @@ class Pending:
     """A task handed (or about to be handed) to a worker: a trial asked from Optuna, or a baseline."""
 
     trial: Any  # optuna.Trial of the main study (report/should_prune, tell); None for a baseline
-    task: dict
+    task: Union[TrialTask, BaselineTask, None]  # None: a trial whose config did not compose (failed untrained)
     started: float = 0.0
     run_id: str | None = None
     arm_trial: Any = None  # the arm study's mirror trial (pruning within the arm)
@@ -60,18 +65,19 @@ class Pending:
 
     @property
     def is_baseline(self) -> bool:
-        return self.task["type"] == "baseline"
+        return self.trial is None
 
 
 class Dispatcher:
     def __init__(self, run: RunConfig, study: SweepStudy, arms: Arms | None, tracking, snapshot: ConfSnapshot, *,
-                 owner: str, out_dir: Path, progress):
+                 recovery: Recovery, owner: str, out_dir: Path, progress):
         self.rc = run
         self.cfg = run.sweep
         self.study = study
         self.arms = arms
         self.tracking = tracking
         self.snapshot = snapshot
+        self.recovery = recovery
         self.owner = owner
         self.out_dir = out_dir
         self.progress = progress
@@ -80,15 +86,29 @@ class Dispatcher:
         self.faults = faults_from_env()
         self.reuse = Reuse(study, tracking, out_dir, progress)
         self.baselines = Baselines(study, tracking, out_dir, progress, enabled=self.cfg.baseline)
-        self.ready: list[Pending] = []  # tasks to hand out before asking for new trials
-        self.failures = 0  # trials failed in this session (a runaway failure loop stops the sweep)
+        self._ready: list[Pending] = []  # tasks to hand out before asking for new trials
+        self._failures = 0  # trials failed in this session (a runaway failure loop stops the sweep)
         self.compute_s = 0.0  # summed duration of the trials this session trained
         self.trials_run = 0
+
+    # ---------------------------------------------------------------- what it holds
+    @property
+    def failures(self) -> int:
+        """Trials failed in this session: untrained, failed by their worker, or lost."""
+        return self._failures
+
+    def has_ready(self) -> bool:
+        """A task waits to be handed out (a baseline, a trial whose twin failed): no new trial needs asking."""
+        return bool(self._ready)
+
+    def waiting_for_twin(self) -> bool:
+        """A trial waits for its twin's result (settled by settle_waiting)."""
+        return bool(self.reuse.waiting)
 
     # ---------------------------------------------------------------- asking
     def counts(self) -> Counts:
         """The study's counts, with finished + running trials per question arm when there are arms (one read)."""
-        return self.study.counts(ARM_ATTR if self.arms is not None else None)
+        return self.study.counts(R.ARM if self.arms is not None else None)
 
     def want_more(self, counts: dict[str, int]) -> bool:
         """Another trial is needed: finished + running (on every machine, `counts` from study.counts()) is short of
@@ -97,7 +117,7 @@ class Dispatcher:
 
     def held(self) -> list[Pending]:
         """Trials asked here that no worker runs yet (waiting for a twin, or ready)."""
-        return [p for p, _ in self.reuse.waiting] + [p for p in self.ready if not p.is_baseline]
+        return [p for p, _ in self.reuse.waiting] + [p for p in self._ready if not p.is_baseline]
 
     def next(self, counts: Counts | None = None) -> Pending | None:
         """The next task for an idle worker, or None when the trial was settled here or waits for its twin.
@@ -107,8 +127,8 @@ class Dispatcher:
         hash, the reuse lookups. The trial's owner is written at once (recovery needs it); its config hash, heartbeat
         and arm link are the returned task's `record`, run by `handed` once a worker has it, so that they are
         written while the trial starts rather than before."""
-        if self.ready:
-            return self.ready.pop(0)
+        if self._ready:
+            return self._ready.pop(0)
         counts = counts if counts is not None else self.counts()
         trial, arm_trial, params = self._ask(counts)
         n = trial.number
@@ -118,7 +138,7 @@ class Dispatcher:
             cfg = TrialConfig.from_dict(tdict)
         except ConfigError as exc:
             self._record(n, None, arm_trial)
-            self.fail_untrained(Pending(trial, {"type": "run"}, arm_trial=arm_trial), "config: " + "; ".join(exc.problems))
+            self.fail_untrained(Pending(trial, None, arm_trial=arm_trial), "config: " + "; ".join(exc.problems))
             return None
         h = config_hash(cfg)
         pending = self._pending(trial, tdict, h, arm_trial)
@@ -135,7 +155,7 @@ class Dispatcher:
                 return None
         baseline = self.baselines.needed(tdict, self.owner)
         if baseline is not None:  # the base model is measured on the next free worker, after this trial started
-            self.ready.insert(0, Pending(None, baseline, started=time.time()))
+            self._ready.insert(0, Pending(None, baseline, started=time.time()))
         pending.record = lambda: self._record(n, h, arm_trial)
         return pending
 
@@ -148,11 +168,11 @@ class Dispatcher:
     def _record(self, number: int, h: str | None, arm_trial) -> None:
         """The trial's config hash (reuse, twins and salvage look trials up by it), heartbeat and arm link."""
         if h is not None:
-            self.study.set_attrs(number, {HASH_ATTR: h})
+            self.study.set_config_hash(number, h)
         self.study.heartbeat([number])
         if arm_trial is not None:
             arm, mirror = arm_trial
-            arm.study.set_attrs(mirror.number, {MAIN_TRIAL_ATTR: number})
+            arm.study.set_main_trial(mirror.number, number)
 
     def _ask(self, counts: Counts):
         """(main trial, arm trial or None, its parameters): an enqueued trial (a retry) first, else a new proposal."""
@@ -167,47 +187,60 @@ class Dispatcher:
             params = sp.suggest(trial, self.cfg.space, self.base)
             arm = self.arms.of(params)
             arm_trial = self.arms.follow(arm, params, self.base)
-            self.study.set_attrs(trial.number, {ARM_ATTR: arm.label, ARM_TRIAL_ATTR: arm_trial.number})
+            self.study.set_arm(trial.number, arm.label, arm_trial.number)
             return trial, (arm, arm_trial), params
         # the arm's sampler proposes; the main study's trial is written with its parameters, arm link and owner at once
         arm = self.arms.choose(counts.filled) or self.arms.arms[0]
         arm_trial, params = self.arms.propose(arm, self.base)
         trial = self.study.create_running(sp.encoded(params), sp.distributions(self.cfg.space, params, self.base),
-                                          {ARM_ATTR: arm.label, ARM_TRIAL_ATTR: arm_trial.number, OWNER_ATTR: self.owner})
+                                          owner=self.owner, arm=arm.label, arm_trial=arm_trial.number)
         return trial, (arm, arm_trial), params
 
     def _claim(self, number: int) -> None:
         """This coordinator runs the trial: written at once, so that a rerun after a crash can settle it."""
-        self.study.set_attrs(number, {OWNER_ATTR: self.owner})
+        self.study.claim(number, self.owner)
 
     def _pending(self, trial, tdict: dict, h: str, arm_trial) -> Pending:
         n = trial.number
         tags = {T.STUDY: self.study.name, T.TRIAL_NUMBER: str(n), T.CONFIG_HASH: h, T.SEED: str(tdict["train"]["seed"]),
                 T.STATUS: "RUNNING", T.EXPERIMENT: self.rc.name, T.ARM: arm_trial[0].label if arm_trial else "",
                 T.BASELINE_KEY: baseline_key(tdict)}
-        task = {"type": "run", "trial_number": n, "config": tdict, "config_hash": h,
-                "output_dir": str(trial_folder(self.out_dir, n, h).resolve()),
-                "max_trainable_params": self.cfg.max_trainable_params, "fault": self.faults.get(n),
-                "tracking": self.tracking.trial_spec, "tags": tags}
+        task = TrialTask(n, tdict, h, str(trial_folder(self.out_dir, n, h).resolve()), tags, self.tracking.trial_spec,
+                         max_trainable_params=self.cfg.max_trainable_params, fault=self.faults.get(n))
         return Pending(trial, task, started=time.time(), arm_trial=arm_trial)
 
     # ---------------------------------------------------------------- settling
     def settle_waiting(self) -> None:
-        self.reuse.settle_waiting(self._reuse_done, self.ready.append)
+        self.reuse.settle_waiting(self._reuse_done, self._ready.append)
 
     def _reuse_done(self, pending: Pending, prior) -> None:
-        attrs = self.reuse.reuse(pending.number, prior, pending.task["config_hash"], pending.task["config"],
-                                 pending.task["tags"])
-        self.study.set_attrs(pending.number, attrs)
+        self.reuse.reuse(pending.number, prior, pending.task)
         self._tell(pending, prior.values, None)
 
     def fail_untrained(self, pending: Pending, reason: str) -> None:
         import optuna
 
-        self.study.set_attrs(pending.number, {"failure_reason": reason})
+        self.study.set_failure(pending.number, reason)
         self._tell(pending, None, optuna.trial.TrialState.FAIL)
-        self.failures += 1
+        self._failures += 1
         self.progress.event(pending.number, "failed", reason)
+
+    def lost(self, pending: Pending, reason: str) -> None:
+        """The task's worker died, hung or was stopped: a baseline is recorded failed, a trial failed through recovery
+        (its run closed, its folder marked, retried if configured)."""
+        if pending.is_baseline:
+            self.baselines.lost(pending.task, reason)
+            return
+        self._failures += 1
+        self.recovery.trial_lost(pending.number, reason)
+        self.progress.event(pending.number, "failed", reason)
+
+    def drop_held(self, reason: str) -> None:
+        """Trials asked but never handed to a worker in this session: failed (and retried by the next run); ready
+        baselines are forgotten (the next run measures them)."""
+        for pending in self.held():
+            self.recovery.trial_lost(pending.number, reason)
+        self.reuse.waiting, self._ready = [], []
 
     def _tell(self, pending: Pending, values, state) -> None:
         """Tell the main study, and mirror it to the arm's study."""
@@ -244,23 +277,20 @@ class Dispatcher:
         n = pending.number
         self.compute_s += result.duration_s
         self.trials_run += 1
-        attrs = {"metrics": result.json_metrics(),
-                 RUN_ATTR: {"device": str(result.meta.get("device", "")), "duration_s": result.duration_s,
-                            "bookkeeping_s": result.meta.get("bookkeeping_s")}}
-        if result.error:
-            attrs["failure_reason"] = result.error
+        reason = result.error
         state, values = optuna.trial.TrialState.FAIL, None
         if result.status is TrialStatus.COMPLETE:
             values = objective_values(result.metrics, self.cfg.objectives)
             if values is None:
-                attrs["failure_reason"] = f"objective metric missing or not finite: {self.cfg.objectives}"
+                reason = f"objective metric missing or not finite: {self.cfg.objectives}"
             else:
                 state = optuna.trial.TrialState.COMPLETE
         elif result.status is TrialStatus.PRUNED:
             state = optuna.trial.TrialState.PRUNED
-        self.study.set_attrs(n, attrs)
+        run = R.RunInfo(str(result.meta.get("device", "")), result.duration_s, result.meta.get("bookkeeping_s"))
+        self.study.set_outcome(n, result.json_metrics(), run, reason)
         self._tell(pending, values, None if values is not None else state)
         if state is optuna.trial.TrialState.FAIL:
-            self.failures += 1
+            self._failures += 1
         detail = result.error or " ".join(f"{k}={result.metrics[k]:.4g}" for k in self.cfg.objectives if k in result.metrics)
         self.progress.event(n, result.status.value.lower(), f"{detail} in {result.duration_s:.1f}s")

@@ -1,6 +1,6 @@
 """The local backend: long-lived worker processes on this machine (spawned, one per GPU or CPU share).
 
-Workers import torch/peft once, then run trials over a Pipe (protocol in worker.py).
+Workers import torch/peft once, then run trials over a Pipe (protocol.py's objects, sent as they are).
 A worker that dies (SIGKILL, the OOM killer) becomes a Lost event and is replaced;
 one that dies three times before it was ever ready is a broken environment
 (WorkerStartupError). Workers end within a fraction of a second of this process's
@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from multiprocessing.connection import wait
 from typing import Any
 
-from sweep.orchestration.pool import Done, Event, Lost, Ready, Recycler, Report, Started, Tracked, WorkerStartupError
+from sweep.orchestration.pool import Recycler, WorkerStartupError, admit
+from sweep.orchestration.protocol import Done, Event, Lost, PruneReply, Ready, Stop, Task
 from sweep.orchestration.worker import worker_main
-from sweep.results import TrialResult
 
 STOP_WAIT_S = 15  # a stopping worker gets this long to finish its current call before it is killed
 QUIET_TRACKER = "ignore:resource_tracker:UserWarning"
@@ -78,7 +78,7 @@ class LocalPool:
                 if force:
                     p.proc.terminate()
                 else:
-                    p.conn.send({"type": "stop"})
+                    p.conn.send(Stop())
             except (OSError, BrokenPipeError):
                 pass  # it is dying anyway: joined and killed below
         deadline = time.time() + STOP_WAIT_S
@@ -90,12 +90,12 @@ class LocalPool:
     def idle(self) -> list[int]:
         return [p.wid for p in self.procs if p.ready and not p.busy and not self.stopping]
 
-    def submit(self, wid: int, task: dict) -> None:
+    def submit(self, wid: int, task: Task) -> None:
         p = self.procs[wid]
         p.busy = True
         p.conn.send(task)
 
-    def reply(self, wid: int, message: dict) -> None:
+    def reply(self, wid: int, message: PruneReply) -> None:
         try:
             self.procs[wid].conn.send(message)
         except (OSError, BrokenPipeError):
@@ -121,37 +121,34 @@ class LocalPool:
                 out += self._died(p)
         return out
 
-    def _message(self, p: _Proc, msg: dict) -> list[Event]:
-        kind = msg.get("type")
-        if kind == "ready":
+    def _message(self, p: _Proc, ev: Event) -> list[Event]:
+        """The pool's own bookkeeping of a worker's event; the event itself is passed on as it came."""
+        if isinstance(ev, Ready):
+            ev = admit(ev)
             p.ready, p.deaths = True, 0
-            return [Ready(p.wid, {k: str(v) for k, v in msg.items() if k not in ("type", "worker_id")})]
-        if kind == "started":
-            return [Started(p.wid, msg["trial_number"], msg.get("run_id"))]
-        if kind == "report":
-            return [Report(p.wid, msg["trial_number"], int(msg["step"]), msg["metrics"])]
-        if kind == "tracked":
-            return [Tracked(p.wid, msg["trial_number"])]
-        if kind == "done":
+        elif isinstance(ev, Done):
             p.busy = False
-            memory = float(msg.get("memory_mb", float("nan")))
-            done = Done(p.wid, msg["trial_number"], TrialResult.from_dict(msg["result"]), memory, msg.get("tracked", True))
-            reason = self.recycler.due(p.wid, memory)
+            reason = self.recycler.due(p.wid, ev.memory_mb)
             if reason and not self.stopping:
                 self.log(f"{self.describe(p.wid)}: replaced between trials: {reason}")
-                self._replace(p)
-            return [done]
-        return []
+                return [ev, *self._replace(p)]
+        return [ev]
 
-    def _replace(self, p: _Proc) -> None:
+    def _replace(self, p: _Proc) -> list[Event]:
+        """Stop the worker (it closes its pending runs first) and start a new one; returns what it still said
+        (the Tracked of a run it closed on the way out)."""
+        said: list[Event] = []
         try:
-            p.conn.send({"type": "stop"})
+            p.conn.send(Stop())
             p.proc.join(STOP_WAIT_S)
-        except (OSError, BrokenPipeError):
+            while p.conn.poll():
+                said.append(p.conn.recv())
+        except (EOFError, OSError, BrokenPipeError):
             pass
         self._end(p)
         self.recycler.reset(p.wid)
         self._spawn(p)
+        return said
 
     def _died(self, p: _Proc) -> list[Event]:
         code = p.proc.exitcode

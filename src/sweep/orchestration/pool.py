@@ -1,83 +1,60 @@
-"""The worker pool: where trials run. One interface, two implementations (local processes, Ray actors).
+"""The worker pool: where trials run. One interface, three implementations: local processes (local_pool.py), Ray
+actors (ray_pool.py), and functions in this process (inprocess_pool.py: the coordinator's own logic and cost, tested
+and measured without training anything).
 
-The coordinator hands a task to an idle worker and reads events back; it never knows
-whether a worker is a process on this machine or an actor on another node.
+The coordinator hands a task to an idle worker and reads events back (protocol.py); it never knows whether a worker
+is a process on this machine, an actor on another node or a function.
 
     pool.start()                         begin starting the workers (returns at once)
     pool.idle() -> [wid]                 workers that are ready and have no task
-    pool.submit(wid, task)               run a trial task on that worker
-    pool.reply(wid, message)             answer a Report (the pruner's decision)
+    pool.submit(wid, task)               run a TrialTask or BaselineTask on that worker
+    pool.reply(wid, PruneReply)          answer a Report (the pruner's decision)
     pool.events(timeout) -> [Event]      what happened since the last call (waits up to `timeout`): Ready, Started,
                                          Report, Done (the worker is free), Tracked (its run is closed), Lost
     pool.kill(wid, reason)               stop a worker now (a trial over its time limit); a Lost event follows
+    pool.describe(wid) -> str            the worker in words, for progress lines and failure reasons
     pool.stop(force)                     stop every worker (force: do not wait for running trials)
+
+Every pool passes a worker's Ready through `admit` (a worker of another lorasweep version is refused) and keeps
+each worker's events in the order it sent them.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Union
+from typing import Any, Protocol
 
+from sweep.orchestration.protocol import (Done, Event, Lost, PruneReply, Ready, Report, Started, Task, Tracked,
+                                          VersionMismatch, check_version, version)
 
-@dataclass
-class Ready:
-    wid: int
-    where: dict[str, str]  # host, pid, gpu, node_id, threads
-
-
-@dataclass
-class Started:
-    wid: int
-    trial_number: int
-    run_id: str | None
-
-
-@dataclass
-class Report:
-    wid: int
-    trial_number: int
-    step: int
-    metrics: dict[str, float]
-
-
-@dataclass
-class Done:
-    wid: int
-    trial_number: int
-    result: Any  # TrialResult
-    memory_mb: float = float("nan")
-    tracked: bool = True  # False: the worker is free again, its run is still being closed (a Tracked event follows:
-    #                       always after this Done, a pool keeps each worker's events in the order it sent them)
-
-
-@dataclass
-class Tracked:
-    wid: int
-    trial_number: int  # its MLflow run is closed: the trial may be told to Optuna
-
-
-@dataclass
-class Lost:
-    wid: int
-    reason: str  # one line: why the worker is gone (exit code, signal, node)
-
-
-Event = Union[Ready, Started, Report, Done, Tracked, Lost]
+__all__ = ["Done", "Event", "Lost", "Ready", "Report", "Started", "Tracked", "WorkerPool", "WorkerStartupError",
+           "Recycler", "admit", "plan_workers", "visible_gpus"]
 
 
 class WorkerStartupError(RuntimeError):
-    """A worker died again and again before it was ready: the environment is broken, not a trial."""
+    """A worker died again and again before it was ready, or runs another lorasweep: the environment is broken, not
+    a trial."""
 
 
 class WorkerPool(Protocol):
     def start(self) -> None: ...
     def idle(self) -> list[int]: ...
-    def submit(self, wid: int, task: dict) -> None: ...
-    def reply(self, wid: int, message: dict) -> None: ...
+    def submit(self, wid: int, task: Task) -> None: ...
+    def reply(self, wid: int, message: PruneReply) -> None: ...
     def events(self, timeout: float) -> list[Event]: ...
     def kill(self, wid: int, reason: str) -> None: ...
+    def describe(self, wid: int) -> str: ...
     def stop(self, force: bool = False) -> None: ...
+
+
+def admit(ready: Ready, coordinator_version: str | None = None) -> Ready:
+    """A worker that said Ready may take tasks only if it runs this coordinator's lorasweep."""
+    try:
+        check_version(ready.version, coordinator_version or version())
+    except VersionMismatch as exc:
+        raise WorkerStartupError(f"worker {ready.wid} on {ready.where.host}: {exc}") from None
+    return ready
 
 
 @dataclass

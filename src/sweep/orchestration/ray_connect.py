@@ -68,8 +68,11 @@ def keep_loopback(address: str) -> None:
     os.environ.setdefault(SINGLE_MACHINE_ENV, "0")
     import sys
 
-    constants = sys.modules.get("ray._private.ray_constants")
-    if constants is not None and os.environ[SINGLE_MACHINE_ENV] == "0":
+    if "ray" in sys.modules and os.environ[SINGLE_MACHINE_ENV] == "0":  # a private Ray constant: checked, never skipped
+        from sweep.private_api import private_module
+
+        constants = private_module("ray", "ray._private.ray_constants", "ENABLE_RAY_CLUSTER",
+                                   why="keeping a loopback Ray on 127.0.0.1 instead of every interface")
         constants.ENABLE_RAY_CLUSTER = False
 
 
@@ -77,7 +80,7 @@ def connect(address: str, namespace: str):
     """The `ray` module, connected (once per process) to the cluster at `address`; a one-line ConfigError naming
     sweep.ray.address when it cannot be reached."""
     keep_loopback(address)
-    fix = ("start one with `ray start --head` (see README: Run on a cluster), fix sweep.ray.address, or use "
+    fix = ("start one with `ray start --head` (see docs/ray-and-security.md), fix sweep.ray.address, or use "
            "sweep.ray.address=local for a private Ray on this machine")
     hp = _host_port(address)
     if hp is not None:
@@ -91,6 +94,7 @@ def connect(address: str, namespace: str):
         raise ConfigError(["sweep.backend: ray is not installed (pip install -e '.[ray]', or sweep.backend=local)"]) from None
     if ray.is_initialized():
         return ray
+    keep_loopback(address)  # Ray is imported now: its constant must exist and agree with the variable
     kwargs: dict[str, Any] = {"namespace": namespace, "log_to_driver": False, "configure_logging": False}
     if address == "local":
         kwargs.update(include_dashboard=False)
@@ -128,7 +132,7 @@ def check_cluster(run) -> None:
     if _local_store(uri):
         raise ConfigError([f"tracking.tracking_uri: {uri} is a file on this machine, which workers on the cluster's other "
                            f"{len(nodes) - 1} node(s) cannot write; start `mlflow server --serve-artifacts` and pass "
-                           "tracking.tracking_uri=http://HOST:5000 (README: Run on a cluster)"])
+                           "tracking.tracking_uri=http://HOST:5000 (docs/ray-and-security.md)"])
     if not uri.startswith(("http://", "https://")) and "://" not in where:
         raise ConfigError([f"tracking.artifact_location: {where} is a folder on this machine, which workers on other nodes "
                            "cannot write; use an object store (s3://..., gs://...) or an MLflow server with --serve-artifacts"])

@@ -18,6 +18,7 @@ Actors are owned by this process: they end with it, so nothing outlives a killed
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from dataclasses import dataclass, field
@@ -25,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from sweep.orchestration import shipped
-from sweep.orchestration.pool import Done, Event, Lost, Ready, Recycler, Report, Started, WorkerStartupError
+from sweep.orchestration.pool import Recycler, WorkerStartupError, admit
+from sweep.orchestration.protocol import Done, Event, Lost, PruneReply, Ready, Task, TrialTask
 from sweep.orchestration.ray_connect import connect, plan_actors
 from sweep.orchestration.ray_worker import TrialActor
-from sweep.results import TrialResult
 from sweep.text import one_line
 
 PING_EVERY_S = 5.0  # a ready actor is asked whether it is alive this often
@@ -42,10 +43,10 @@ class _Slot:
     wid: int
     handle: Any = None
     generation: int = 0  # bumped at every replacement: calls of an older actor are ignored
-    where: dict[str, str] = field(default_factory=dict)
+    where: Any = None  # its Placement once ready
     ready: bool = False
     busy: bool = False
-    task: dict | None = None
+    task: Task | None = None
     index: int = 0  # number of the trial's next message
     out: set[str] = field(default_factory=set)  # kinds of call in flight: ready, event, ping
     last_ping: float = 0.0
@@ -86,7 +87,7 @@ class RayPool:
 
     def _create(self, s: _Slot) -> None:
         s.generation += 1
-        s.handle = self.actor.remote(self.threads)
+        s.handle = self.actor.remote(s.wid, self.threads)
         s.ready = s.busy = s.unreachable = s.pending_logged = False
         s.task, s.created, s.out = None, time.time(), set()
         self._call(s, "ready", "ready")
@@ -115,31 +116,31 @@ class RayPool:
     def idle(self) -> list[int]:
         return [s.wid for s in self.slots if s.ready and not s.busy and not s.unreachable and not self.stopping]
 
-    def submit(self, wid: int, task: dict) -> None:
+    def submit(self, wid: int, task: Task) -> None:
         s = self.slots[wid]
-        s.busy, s.task, s.index = True, {"trial_number": -1, **task}, 0  # a baseline task has no number nor folder
-        if task.get("output_dir"):
-            _start_folder(Path(task["output_dir"]), task["config"])
-        self._call(s, "run", "run", {k: v for k, v in s.task.items() if k != "output_dir"})
+        s.busy, s.task, s.index = True, task, 0
+        if isinstance(task, TrialTask):  # a baseline has no folder
+            _start_folder(Path(task.output_dir), task.config)
+        self._call(s, "run", "run", task)
         self._next(s)
 
     def _next(self, s: _Slot) -> None:
-        self._call(s, "event", "next_event", s.task["trial_number"], s.index)
+        self._call(s, "event", "next_event", s.task.trial_number, s.index)
 
-    def reply(self, wid: int, message: dict) -> None:
+    def reply(self, wid: int, message: PruneReply) -> None:
         s = self.slots[wid]
         if s.task is not None:
-            self._call(s, "reply", "reply", s.task["trial_number"], bool(message.get("prune")))
+            self._call(s, "reply", "reply", message)
 
     def kill(self, wid: int, reason: str) -> None:
         self._kill(self.slots[wid])  # its calls fail next: Lost and a replacement follow
 
     def describe(self, wid: int) -> str:
         w = self.slots[wid].where
-        if not w:
+        if w is None:
             return f"worker {wid}"
-        gpu = f", GPU {w['gpu']}" if w.get("gpu") else ""
-        return f"worker {wid} on node {w.get('node_id', '')[:8]} (host {w.get('host', '?')}{gpu})"
+        gpu = f", GPU {w.gpu}" if w.gpu else ""
+        return f"worker {wid} on node {w.node_id[:8]} (host {w.host}{gpu})"
 
     # ---------------------------------------------------------------- events
     def events(self, timeout: float) -> list[Event]:
@@ -179,35 +180,32 @@ class RayPool:
             return self._died(s, f"{what}: {type(cause).__name__}: {one_line(cause, 200)}", kill=True)
         s.last_answer, s.unreachable = time.time(), False
         if kind == "ready":
-            s.ready, s.where, s.deaths = True, dict(value), 0
-            return [Ready(s.wid, dict(value))]
+            ready = admit(value)
+            s.ready, s.where, s.deaths = True, ready.where, 0
+            return [ready]
         if kind == "ping":
             if s.busy and "event" not in s.out:
                 self._next(s)  # a message call lost while unreachable: ask again (messages are numbered)
             return []
         return self._message(s, value)
 
-    def _message(self, s: _Slot, msg: dict) -> list[Event]:
-        kind, n = msg.get("type"), msg.get("trial_number")
-        if kind != "done":
+    def _message(self, s: _Slot, ev: Event) -> list[Event]:
+        if not isinstance(ev, Done):
             s.index += 1
             self._next(s)
-            if kind == "started":
-                return [Started(s.wid, n, msg.get("run_id"))]
-            return [Report(s.wid, n, int(msg["step"]), msg["metrics"])] if kind == "report" else []
-        folder = s.task.get("output_dir")
+            return [ev]
+        task = s.task
         s.busy, s.task = False, None
-        result = TrialResult.from_dict(msg["result"])
-        if folder:
-            result = shipped.unpack(result, msg.get("files") or {}, Path(folder), msg.get("artifacts"))
-        memory = float(msg.get("memory_mb", float("nan")))
-        reason = self.recycler.due(s.wid, memory)
+        if isinstance(task, TrialTask) and ev.shipped is not None:  # the files into the real trial folder, here
+            result = shipped.unpack(ev.result, ev.shipped.files, Path(task.output_dir), ev.shipped.artifacts)
+            ev = dataclasses.replace(ev, result=result, shipped=None)
+        reason = self.recycler.due(s.wid, ev.memory_mb)
         if reason:
             self.log(f"{self.describe(s.wid)}: replaced between trials: {reason}")
             self._kill(s)
             self.recycler.reset(s.wid)
             self._create(s)
-        return [Done(s.wid, n, result, memory)]
+        return [ev]
 
     def _watch(self) -> list[Event]:
         """Pings, actors that stopped answering, actors still waiting for room."""
@@ -243,11 +241,11 @@ class RayPool:
             s.deaths += 1
             if s.deaths >= 3:
                 raise WorkerStartupError(f"{reason}, {s.deaths} times while starting: every node needs the same Python "
-                                         "environment (README: Run on a cluster); `python -m sweep.trial` shows the error")
+                                         "environment (docs/ray-and-security.md); `python -m sweep.trial` shows the error")
         self.recycler.reset(s.wid)
         if not was_busy:
             self.log(f"{reason}; replacing it")
-        s.where = {}
+        s.where = None
         self._create(s)
         return [Lost(s.wid, reason)] if was_busy else []
 

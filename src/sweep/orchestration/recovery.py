@@ -16,10 +16,11 @@ import os
 import socket
 from pathlib import Path
 
-from sweep.orchestration.study import HASH_ATTR, SweepStudy
+from sweep.orchestration.records import RunInfo, TrialRecord
+from sweep.orchestration.study import SweepStudy
 from sweep.results import TrialResult, TrialStatus, objective_values
+from sweep.tracking.sweep_run import TrialOutcome
 
-OWNER_ATTR = "owner"  # host:pid of the coordinator running a trial
 INCOMPLETE = "INCOMPLETE"  # file written into a trial folder whose trial never finished
 
 
@@ -55,15 +56,14 @@ class Recovery:
 
     def settled_failed(self, frozen, reason: str) -> None:
         """A trial that is now FAIL in Optuna (told here, or by Optuna's heartbeat check)."""
-        self.tracking.close_trial_run(frozen.user_attrs.get("mlflow_run_id"), reason)
+        record = TrialRecord.of(frozen)
+        self.tracking.close_trial_run(record.mlflow_run_id, reason)
         self.mark_incomplete(frozen, reason)
-        retries = int(frozen.user_attrs.get("retry_count", 0))
-        if retries < self.retry_failed and frozen.params:
-            self.study.study.enqueue_trial(frozen.params, user_attrs={"retry_count": retries + 1, "retry_of": frozen.number},
-                                           skip_if_exists=False)
+        if record.retry_count < self.retry_failed and frozen.params:
+            self.study.enqueue_retry(frozen.params, record.retry_count + 1, frozen.number)
 
     def mark_incomplete(self, frozen, reason: str) -> None:
-        h = frozen.user_attrs.get(HASH_ATTR)
+        h = TrialRecord.of(frozen).config_hash
         folder = trial_folder(self.out_dir, frozen.number, h) if h else None
         if folder is not None and folder.is_dir() and not (folder / "result.json").is_file():
             try:
@@ -84,7 +84,7 @@ class Recovery:
         now = datetime.datetime.now()
         n = 0
         for t in self.study.trials("RUNNING"):
-            owner = str(t.user_attrs.get(OWNER_ATTR, ""))
+            owner = TrialRecord.of(t).owner
             o_host, _, o_pid = owner.partition(":")
             if o_host == host and o_pid.isdigit() and not pid_alive(int(o_pid)):
                 n += 1
@@ -100,7 +100,7 @@ class Recovery:
         """A trial whose result reached its folder before the coordinator died: tell that result."""
         import optuna
 
-        h = frozen.user_attrs.get(HASH_ATTR)
+        h = TrialRecord.of(frozen).config_hash
         path = trial_folder(self.out_dir, frozen.number, h) / "result.json" if h else None
         if path is None or not path.is_file():
             return False
@@ -109,10 +109,9 @@ class Recovery:
         except (OSError, ValueError, KeyError, TypeError):
             return False
         values = objective_values(result.metrics, self.objectives)
-        self.study.set_attrs(frozen.number, {"metrics": result.json_metrics(),
-                                             "run": {"device": str(result.meta.get("device", "")),
-                                                     "duration_s": result.duration_s,
-                                                     "recovered": "result.json written before the coordinator died"}})
+        self.study.set_outcome(frozen.number, result.json_metrics(),
+                               RunInfo(str(result.meta.get("device", "")), result.duration_s,
+                                       recovered="result.json written before the coordinator died"))
         if result.status is TrialStatus.COMPLETE and values is not None:
             self.study.study.tell(frozen.number, values)
         elif result.status is TrialStatus.PRUNED:
@@ -125,5 +124,6 @@ class Recovery:
     # ---------------------------------------------------------------- MLflow
     def reconcile(self) -> int:
         """Every MLflow child run of the study gets the terminal status of its Optuna trial."""
-        trials = {t.number: t for t in self.study.trials() if t.state.name != "RUNNING"}
+        trials = {r.number: TrialOutcome(r.state, r.failure_reason, r.metrics) for r in self.study.records()
+                  if r.state != "RUNNING"}
         return self.tracking.reconcile(trials)

@@ -7,8 +7,10 @@ import json
 from pathlib import Path
 from typing import Callable
 
+from sweep.orchestration.protocol import TrialTask
+from sweep.orchestration.records import TrialRecord
 from sweep.orchestration.recovery import trial_folder
-from sweep.orchestration.study import REUSED_ATTR, Counts, SweepStudy
+from sweep.orchestration.study import Counts, SweepStudy
 from sweep.tracking import tags as T
 
 
@@ -35,33 +37,40 @@ class Reuse:
 
     def wait(self, pending, twin: int) -> None:
         self.waiting.append((pending, twin))
-        self.progress.event(pending.number, "waiting", f"config {pending.task['config_hash']} is being trained as trial {twin}")
+        self.progress.event(pending.number, "waiting", f"config {pending.task.config_hash} is being trained as trial {twin}")
 
     def settle_waiting(self, reuse_done: Callable, ready: Callable) -> None:
-        """Trials waiting for a twin: reused once it completed (`reuse_done(pending, prior)`), handed to `ready`
-        to be trained once it ended otherwise."""
-        still = []
+        """Trials waiting for a twin: reused once it completed (`reuse_done(pending, prior)`); once it ended
+        otherwise, the first of them is handed to `ready` to be trained and the others of its config wait for that
+        one (a failed twin does not make every waiting copy train the config)."""
+        still, trains = [], {}  # config hash -> the waiting trial that trains it now
         for pending, twin in self.waiting:
+            h = pending.task.config_hash
+            if h in trains:
+                still.append((pending, trains[h]))
+                continue
             if self.study.trial(twin).state.name == "RUNNING":
                 still.append((pending, twin))
                 continue
-            prior = self.completed(pending.task["config_hash"])
+            prior = self.completed(h)
             if prior is not None:
                 reuse_done(pending, prior)
             else:
                 ready(pending)
+                trains[h] = pending.number
         self.waiting = still
 
-    def reuse(self, number: int, prior, h: str, tdict: dict, tags: dict[str, str]) -> dict:
-        """Record trial `number` as a copy of `prior`'s result (MLflow run with the trial's `tags`, trial folder);
-        returns the trial's user attributes."""
-        metrics = dict(prior.user_attrs.get("metrics") or {})
-        tags = {**tags, T.STATUS: "COMPLETE", T.REUSED_FROM: str(prior.number),
-                T.DEVICE: str((prior.user_attrs.get("run") or {}).get("device", ""))}
-        run_id = self.tracking.record_reuse(tags, tdict, metrics)
-        self._folder(number, prior, h, tdict)
+    def reuse(self, number: int, prior, task: TrialTask) -> None:
+        """Record trial `number` (its task, never handed out) as a copy of `prior`'s result: its user attributes,
+        an MLflow run with the task's tags, its trial folder. `prior`: the FrozenTrial that completed the hash."""
+        record = TrialRecord.of(prior)
+        h = task.config_hash
+        tags = {**task.tags, T.STATUS: "COMPLETE", T.REUSED_FROM: str(prior.number),
+                T.DEVICE: record.run.device if record.run else ""}
+        run_id = self.tracking.record_reuse(tags, task.config, record.metrics)
+        self._folder(number, prior, h, task.config)
+        self.study.set_reused(number, prior.number, record.metrics, run_id)
         self.progress.event(number, "reused", f"config {h} already completed as trial {prior.number}")
-        return {"metrics": metrics, REUSED_ATTR: prior.number, **({"mlflow_run_id": run_id} if run_id else {})}
 
     def _folder(self, number: int, prior, h: str, tdict: dict) -> None:
         """The reused trial's folder: its config, the prior result marked `reused_from`, a link to the prior adapter."""

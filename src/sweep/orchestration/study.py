@@ -1,5 +1,6 @@
 """The Optuna study: storage (sqlite by default, any RDB URL), sampler, pruner, directions, and the
-handful of storage operations the coordinator needs, through Optuna's public API.
+handful of storage operations the coordinator needs: Optuna's storage interface below Study, which it
+documents as not meant for library users (checked by sweep.private_api.check_optuna_storage; optuna is pinned).
 
 Directions come from the metric table. The storage is an RDBStorage with heartbeats,
 so a trial whose process or machine died is failed by whichever coordinator looks
@@ -13,7 +14,9 @@ from typing import Any, Callable
 
 from sweep import metrics
 from sweep.config.errors import ConfigError
+from sweep.orchestration import records as R
 from sweep.orchestration import space as sp
+from sweep.private_api import check_optuna_storage
 from sweep.retry import STARTUP_DELAYS, retry_while
 from sweep.text import one_line
 
@@ -127,17 +130,14 @@ def open_study(sweep_cfg, study_name: str, storage, sampler=None, pruner=None):
     if have != want:
         raise ConfigError([f"sweep.objectives: study {study_name!r} exists with directions {have}, the config asks {want} "
                            "(use another sweep.study_name or restore the objectives)"])
-    objectives = study.user_attrs.get("objectives")
+    objectives = study.user_attrs.get(R.OBJECTIVES)
     if objectives is None:
-        study.set_user_attr("objectives", list(sweep_cfg.objectives))
+        study.set_user_attr(R.OBJECTIVES, list(sweep_cfg.objectives))
         study.set_metric_names(list(sweep_cfg.objectives))  # optuna-dashboard labels the axes with these
     elif list(objectives) != list(sweep_cfg.objectives):
         raise ConfigError([f"sweep.objectives: study {study_name!r} optimises {objectives}, the config asks {sweep_cfg.objectives} "
                            "(use another sweep.study_name)"])
     return study
-
-
-HASH_ATTR, REUSED_ATTR = "config_hash", "reused_from"  # trial user attributes: its config hash; the trial it copied
 
 
 class Counts(dict):
@@ -163,6 +163,7 @@ class SweepStudy:
         self.storage = storage or make_storage(url, heartbeat_interval=sweep_cfg.heartbeat_interval_s,
                                                grace_period=sweep_cfg.grace_period_s, failed_trial_callback=on_stale,
                                                timeout_s=sweep_cfg.storage_timeout_s)
+        check_optuna_storage(self.storage)  # the storage-level calls below Study: loud when an Optuna lacks them
         self.study = open_study(sweep_cfg, study_name, self.storage, sampler=sampler, pruner=pruner)
         self.study_id = self.storage.get_study_id_from_name(study_name)
         self._ids: dict[int, int] = {}
@@ -188,23 +189,24 @@ class SweepStudy:
                 key = attrs.get(group_attr)
                 if key is not None:
                     c.filled[key] = c.filled.get(key, 0) + 1
-            h = attrs.get(HASH_ATTR)
+            h = attrs.get(R.CONFIG_HASH)
             if h is None:
                 continue
-            if state == "COMPLETE" and REUSED_ATTR not in attrs:
+            if state == "COMPLETE" and R.REUSED_FROM not in attrs:
                 c.completed.setdefault(h, t)
             elif state == "RUNNING":
                 c.running.setdefault(h, []).append(t.number)
         c["finished"] = c["COMPLETE"] + c["PRUNED"]
         return c
 
-    def create_running(self, params: dict[str, Any], distributions: dict, user_attrs: dict[str, Any]):
-        """A new RUNNING trial with its parameters and user attributes, written in one transaction (ask, suggest
+    def create_running(self, params: dict[str, Any], distributions: dict, *, owner: str, arm: str, arm_trial: int):
+        """A new RUNNING trial with its parameters, owner and arm link, written in one transaction (ask, suggest
         and set_user_attr would take one each): for parameters already chosen, by a question arm's sampler."""
         import optuna
 
         template = optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING, params=params,
-                                             distributions=distributions, user_attrs=user_attrs)
+                                             distributions=distributions,
+                                             user_attrs={**R.in_arm(arm, arm_trial), **R.claimed(owner)})
         trial_id = self.storage.create_new_trial(self.study_id, template_trial=template)
         trial = optuna.trial.Trial(self.study, trial_id)
         self._ids[trial.number] = trial_id
@@ -219,15 +221,61 @@ class SweepStudy:
     def trial(self, number: int):
         return self.storage.get_trial(self.trial_id(number))
 
+    def record(self, number: int) -> R.TrialRecord:
+        """What lorasweep stored on trial `number`, typed."""
+        return R.TrialRecord.of(self.trial(number))
+
+    def records(self, *states: str) -> list[R.TrialRecord]:
+        return [R.TrialRecord.of(t) for t in self.trials(*states)]
+
     def set_attrs(self, number: int, attrs: dict[str, Any]) -> None:
+        """Write user attributes built by records.py's writers (the typed setters below say which)."""
         for k, v in attrs.items():
             self.storage.set_trial_user_attr(self.trial_id(number), k, v)
+
+    # ---------------------------------------------------------------- typed writers (names: records.py)
+    def claim(self, number: int, owner: str) -> None:
+        self.set_attrs(number, R.claimed(owner))
+
+    def set_config_hash(self, number: int, config_hash: str) -> None:
+        self.set_attrs(number, R.hashed(config_hash))
+
+    def set_arm(self, number: int, arm: str, arm_trial: int) -> None:
+        self.set_attrs(number, R.in_arm(arm, arm_trial))
+
+    def set_main_trial(self, number: int, main_trial: int) -> None:
+        """(an arm study) the main study's trial that arm trial `number` mirrors."""
+        self.set_attrs(number, R.mirrors(main_trial))
+
+    def set_run_id(self, number: int, run_id: str) -> None:
+        self.set_attrs(number, R.run_opened(run_id))
+
+    def set_failure(self, number: int, reason: str) -> None:
+        self.set_attrs(number, R.failed(reason))
+
+    def set_outcome(self, number: int, metrics: dict, run: R.RunInfo | None, failure_reason: str | None = None) -> None:
+        self.set_attrs(number, R.outcome(metrics, run, failure_reason))
+
+    def set_reused(self, number: int, prior: int, metrics: dict, run_id: str | None) -> None:
+        self.set_attrs(number, R.reused(prior, metrics, run_id))
+
+    def enqueue_retry(self, params: dict[str, Any], count: int, of: int) -> None:
+        self.study.enqueue_trial(params, user_attrs=R.retry(count, of), skip_if_exists=False)
+
+    def set_experiment(self, name: str) -> None:
+        self.study.set_user_attr(R.EXPERIMENT, name)
+
+    def baseline(self, key: str) -> dict | None:
+        return self.study.user_attrs.get(R.baseline_attr(key))
+
+    def set_baseline(self, key: str, record: dict) -> None:
+        self.study.set_user_attr(R.baseline_attr(key), record)
 
     def fail(self, number: int, reason: str) -> None:
         """Fail a RUNNING trial (any coordinator's) with its reason."""
         import optuna
 
-        self.set_attrs(number, {"failure_reason": reason})
+        self.set_failure(number, reason)
         self.study.tell(number, state=optuna.trial.TrialState.FAIL)
 
     def heartbeat(self, numbers: list[int]) -> None:

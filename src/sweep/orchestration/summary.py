@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from sweep.config.compose import RunConfig
-from sweep.orchestration.study import HASH_ATTR
+from sweep.orchestration.records import TrialRecord
 
 BEST_SHOWN = 5
 
@@ -34,7 +34,7 @@ def best_trials(study) -> list[dict]:
     except (ValueError, RuntimeError):  # no completed trial yet
         return out
     for t in best:
-        h = t.user_attrs.get(HASH_ATTR)
+        h = TrialRecord.of(t).config_hash
         if h not in seen:  # reused copies of one config
             seen.add(h)
             out.append({"number": t.number, "values": t.values, "hash": h, "params": t.params})

@@ -1,38 +1,28 @@
-"""The worker side: run one trial task (any backend), and the loop of a local worker process.
+"""The worker side: run one task (any backend), and the loop of a local worker process.
 
-A task is a plain dict made by the dispatcher: the resolved trial config, its hash, the
-trial folder, the tracking spec and tags. `execute` writes the trial folder, runs the
-trial, logs it to its tracker and closes the run; a failure anywhere (a full disk
-included) is the trial's FAILED status, never a dead worker.
+A task is a `TrialTask` or `BaselineTask` (protocol.py): the resolved trial config, its hash, the trial folder,
+the tracking spec and tags. `execute` writes the trial folder, runs the trial, logs it to its tracker and closes the
+run; a failure anywhere (a full disk included) is the trial's FAILED status, never a dead worker.
 
-Local protocol over a multiprocessing Pipe (dicts):
-  coordinator -> worker: {"type": "run", ...task...} | {"type": "prune_reply", "prune": bool} | {"type": "stop"}
-  worker -> coordinator: {"type": "ready", ...placement...} | {"type": "started", "trial_number", "run_id"}
-                         | {"type": "report", "trial_number", "step", "metrics"}
-                         | {"type": "done", "trial_number", "result", "memory_mb"}
-This module imports nothing heavy at import time: the spawned child sets
-CUDA_VISIBLE_DEVICES before torch is loaded.
+A local worker speaks protocol.py's objects over a multiprocessing Pipe, as they are. This module imports nothing
+heavy at import time: the spawned child sets CUDA_VISIBLE_DEVICES before torch is loaded.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import socket
 import threading
 import time
 from pathlib import Path
 from typing import Callable
 
+from sweep.orchestration.protocol import (BaselineTask, Done, Event, Placement, PruneReply, Ready, Report, Started, Stop,
+                                          Task, TrialTask, Tracked, version)
 from sweep.text import one_line
 
 PR_SET_PDEATHSIG = 1  # prctl option: the signal a process receives when its parent dies (Linux)
 WATCHDOG_S = 0.25  # the parent-death watchdog looks this often
-
-
-def placement(gpu: str | None, node_id: str = "") -> dict[str, str]:
-    """Where this worker runs, for tags and meta.json."""
-    return {"host": socket.gethostname(), "pid": str(os.getpid()), "gpu": gpu or "", "node_id": node_id}
 
 
 def memory_mb() -> float:
@@ -71,33 +61,35 @@ def die_with_parent() -> None:
     threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
 
 
-def execute(task: dict, *, send: Callable[[dict], None], ask_prune: Callable[[int, int, dict], bool],
-            where: dict[str, str], finish_later: Callable[[Callable[[], None]], None] | None = None):
+def execute(task: Task, *, wid: int, send: Callable[[Event], None], ask_prune: Callable[[int, int, dict], bool],
+            where: Placement, finish_later: Callable[[Callable[[], None]], None] | None = None):
     """Run one task (a trial, or the study's baseline). Returns its TrialResult (never raises for its failure).
-    `finish_later`: see _trial."""
-    if task["type"] == "baseline":
+    `send` carries this worker's Started event; `finish_later`: see _trial."""
+    if isinstance(task, BaselineTask):
         return _baseline(task, where)
-    return _trial(task, send=send, ask_prune=ask_prune, where=where, finish_later=finish_later)
+    return _trial(task, wid=wid, send=send, ask_prune=ask_prune, where=where, finish_later=finish_later)
 
 
 class Link:
     """The worker's end of the Pipe: sends from the main thread and the run finisher, under one lock."""
 
-    def __init__(self, conn):
+    def __init__(self, conn, wid: int):
         self.conn = conn
+        self.wid = wid
         self.lock = threading.Lock()
 
-    def send(self, msg: dict) -> None:
+    def send(self, msg: Event) -> None:
         with self.lock:
             self.conn.send(msg)
 
     def ask_prune(self, n: int, step: int, metrics: dict) -> bool:
-        self.send({"type": "report", "trial_number": n, "step": step, "metrics": metrics})
-        return bool(self.conn.recv().get("prune"))
+        self.send(Report(self.wid, n, int(step), dict(metrics)))
+        reply = self.conn.recv()
+        return isinstance(reply, PruneReply) and reply.prune
 
 
 class Finisher:
-    """Closes trials' MLflow runs on a background thread, in order, then says `tracked`: the coordinator tells
+    """Closes trials' MLflow runs on a background thread, in order, then says Tracked: the coordinator tells
     Optuna only then, while the worker has already started its next trial."""
 
     def __init__(self, link: Link):
@@ -119,7 +111,7 @@ class Finisher:
             n, close_run = job
             close_run()
             try:
-                self.link.send({"type": "tracked", "trial_number": n})
+                self.link.send(Tracked(self.link.wid, n))
             except (OSError, BrokenPipeError):
                 return
 
@@ -129,7 +121,13 @@ class Finisher:
         self.thread.join()
 
 
-def _baseline(task: dict, where: dict[str, str]):
+def _run_tags(task: Task, where: Placement) -> dict[str, str]:
+    from sweep.tracking import tags as T
+
+    return {**task.tags, T.HOST: where.host, T.NODE_ID: where.node_id, T.GPU: where.gpu}
+
+
+def _baseline(task: BaselineTask, where: Placement):
     """The base model without an adapter, logged as the study's baseline run."""
     from sweep.baseline import run_baseline
     from sweep.config.schema import TrialConfig
@@ -137,9 +135,8 @@ def _baseline(task: dict, where: dict[str, str]):
     from sweep.tracking import tags as T
     from sweep.tracking.mlflow_tracker import trial_tracker
 
-    tags = {**task["tags"], T.HOST: where["host"], T.NODE_ID: where.get("node_id", ""), T.GPU: where.get("gpu", "")}
-    tracker = trial_tracker(task.get("tracking"), f"baseline-{task['baseline_key']}", tags, params=task["config"])
-    result = run_baseline(TrialConfig.from_dict(task["config"]), placement=where)
+    tracker = trial_tracker(task.tracking, f"baseline-{task.baseline_key}", _run_tags(task, where), params=task.config)
+    result = run_baseline(TrialConfig.from_dict(task.config), placement=where.as_dict())
     try:
         tracker.log_metrics(result.metrics)
         tracker.set_tags({T.STATUS: result.status.value, T.FAILURE_REASON: result.error or "",
@@ -151,8 +148,8 @@ def _baseline(task: dict, where: dict[str, str]):
     return result
 
 
-def _trial(task: dict, *, send: Callable[[dict], None], ask_prune: Callable[[int, int, dict], bool],
-           where: dict[str, str], finish_later: Callable[[Callable[[], None]], None] | None = None):
+def _trial(task: TrialTask, *, wid: int, send: Callable[[Event], None], ask_prune: Callable[[int, int, dict], bool],
+           where: Placement, finish_later: Callable[[Callable[[], None]], None] | None = None):
     """Run one trial task: folder, trial, tracking. The MLflow run is opened while the trial starts (see
     MlflowTrialTracker). With `finish_later`, closing it (tags, artifacts, status) is handed to that instead of
     done here, so that the worker can start its next trial meanwhile."""
@@ -161,34 +158,33 @@ def _trial(task: dict, *, send: Callable[[dict], None], ask_prune: Callable[[int
     from sweep.tracking.mlflow_tracker import trial_tracker
     from sweep.trial import run_trial
 
-    n = task["trial_number"]
-    out = Path(task["output_dir"])
-    spec = task.get("tracking")
+    n = task.trial_number
+    out = Path(task.output_dir)
+    spec = task.tracking
     t0 = time.perf_counter()
     # the folder and the config first: the run-opening thread below competes with whatever runs next
     try:
         cfg, failure = _prepare(task, out), None
     except Exception as exc:  # the trial folder could not be written (full disk, permissions): a trial failure
         cfg, failure = None, TrialResult(TrialStatus.FAILED, {}, f"{type(exc).__name__}: {one_line(exc, 300)}")
-        failure.config_hash = task["config_hash"]
-    tags = {**task["tags"], T.HOST: where["host"], T.NODE_ID: where.get("node_id", ""), T.GPU: where.get("gpu", "")}
+        failure.config_hash = task.config_hash
     # the run is created and its params logged on the tracker's own thread while the trial starts
-    tracker = trial_tracker(spec, f"trial-{n:04d}-{task['config_hash']}", tags, params=task["config"],
-                            on_open=lambda run_id: send({"type": "started", "trial_number": n, "run_id": run_id}))
+    tracker = trial_tracker(spec, f"trial-{n:04d}-{task.config_hash}", _run_tags(task, where), params=task.config,
+                            on_open=lambda run_id: send(Started(wid, n, run_id)))
 
     class Reporter:
         def report(self, step: int, metrics: dict[str, float]) -> bool:
             return ask_prune(n, step, metrics)
 
-    result = failure or run_trial(cfg, reporter=Reporter(), tracker=tracker, output_dir=out, placement=where,
-                                  max_trainable_params=task.get("max_trainable_params"), fault=task.get("fault"))
+    result = failure or run_trial(cfg, reporter=Reporter(), tracker=tracker, output_dir=out, placement=where.as_dict(),
+                                  max_trainable_params=task.max_trainable_params, fault=task.fault)
 
     def close_run() -> None:
         try:
             tracker.set_tags({T.STATUS: result.status.value, T.FAILURE_REASON: result.error or "",
                               T.DEVICE: str(result.meta.get("device", "")),
                               T.GIT_DIRTY: str(result.meta.get("git_dirty", ""))})
-            if (spec or {}).get("log_adapter", True):
+            if spec is None or spec.log_adapter:
                 tracker.log_artifact(out)  # the whole trial folder in one call: config, result, meta, adapter
             else:
                 for f in sorted(out.iterdir()) if out.is_dir() else []:
@@ -201,20 +197,20 @@ def _trial(task: dict, *, send: Callable[[dict], None], ask_prune: Callable[[int
     if finish_later is None:
         close_run()
     else:
-        tracker.opened()  # `started` is sent before the caller says `done`
+        tracker.opened()  # Started is sent before the caller says Done
         finish_later(close_run)
     # the worker's time outside the trial's own duration: folder, config, tracking, messages
     result.meta["bookkeeping_s"] = time.perf_counter() - t0 - result.duration_s
     return result
 
 
-def _prepare(task: dict, out: Path):
+def _prepare(task: TrialTask, out: Path):
     """The trial folder with its config.yaml, and the typed config."""
     from sweep.config.hashing import write_config
     from sweep.config.schema import TrialConfig
 
-    write_config(out, task["config"])
-    return TrialConfig.from_dict(task["config"])
+    write_config(out, task.config)
+    return TrialConfig.from_dict(task.config)
 
 
 def _sigterm(_signum, _frame):
@@ -224,32 +220,31 @@ def _sigterm(_signum, _frame):
 
 
 def worker_main(conn, worker_id: int, gpu: str | None, threads: int) -> None:
-    """A local worker process: import torch/peft once, then run the trials the coordinator sends."""
+    """A local worker process: import torch/peft once, then run the tasks the coordinator sends."""
     die_with_parent()
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     signal.signal(signal.SIGTERM, _sigterm)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle
-    link = Link(conn)
+    link = Link(conn, worker_id)
     try:
         where = _warm_up(threads, gpu)
-        link.send({"type": "ready", "worker_id": worker_id, **where})
+        link.send(Ready(worker_id, where, version()))
         threading.Thread(target=_preload, name="preload", daemon=True).start()
         finisher = Finisher(link)
         while True:
             msg = conn.recv()
-            if msg.get("type") == "stop":
+            if isinstance(msg, Stop):
                 finisher.drain()
                 return
-            if msg.get("type") in ("run", "baseline"):
-                n = msg.get("trial_number", -1)
-                closing: list[Callable[[], None]] = []  # the run's closing, handed to the finisher after `done`
-                result = execute(msg, send=link.send, ask_prune=link.ask_prune, where=where,
-                                 finish_later=closing.append if msg["type"] == "run" else None)
-                link.send({"type": "done", "trial_number": n, "result": result.to_dict(), "memory_mb": memory_mb(),
-                           "tracked": not closing})
-                for close in closing:  # only now: its `tracked` must follow the `done`
+            if isinstance(msg, (TrialTask, BaselineTask)):
+                n = msg.trial_number
+                closing: list[Callable[[], None]] = []  # the run's closing, handed to the finisher after Done
+                result = execute(msg, wid=worker_id, send=link.send, ask_prune=link.ask_prune, where=where,
+                                 finish_later=None if msg.is_baseline else closing.append)
+                link.send(Done(worker_id, n, result, memory_mb(), tracked=not closing))
+                for close in closing:  # only now: its Tracked must follow the Done
                     finisher.submit(n, close)
     except (EOFError, OSError, BrokenPipeError):
         return  # the coordinator is gone: leave quietly
@@ -266,7 +261,7 @@ def _preload() -> None:
         pass
 
 
-def _warm_up(threads: int, gpu: str | None) -> dict[str, str]:
+def _warm_up(threads: int, gpu: str | None) -> Placement:
     from sweep.quiet import quiet_libraries, quiet_transformers
 
     quiet_libraries()
@@ -279,4 +274,4 @@ def _warm_up(threads: int, gpu: str | None) -> dict[str, str]:
     import sweep.trial  # noqa: F401
 
     quiet_transformers()
-    return {**placement(gpu), "threads": str(torch.get_num_threads())}
+    return Placement.here(gpu, threads=torch.get_num_threads())

@@ -21,7 +21,7 @@ import pandas as pd
 from sweep import metrics as mt
 from sweep.text import one_line
 from sweep.tracking import tags as T
-from sweep.tracking.mlflow_tracker import absolute_uri, search_runs, sqlite_path
+from sweep.tracking.mlflow_tracker import absolute_uri, check_sqlite_file, search_runs, sqlite_path
 
 DEFAULT_TRACKING_URI = "sqlite:///.mlflow/mlflow.db"
 TRIAL_COLUMNS = ("trial", "config_hash", "status", "failure_reason", "reused_from", "device", "seed", "git_sha",
@@ -79,6 +79,12 @@ def open_store(tracking_uri: str = DEFAULT_TRACKING_URI):
     if path is not None and not path.is_file():
         raise ReportError(f"no MLflow store at {tracking_uri} ({path} does not exist): run a sweep first "
                           "(python -m sweep +experiment=NAME) or pass --tracking-uri URI")
+    # checked here, not by MLflow: in a process whose sqlite connections run pragmas (sweep.sqlite.tune), a corrupt
+    # file fails MLflow's engine probe, which it retries with sleeps for ~100 s before giving up
+    problem = check_sqlite_file(path) if path is not None else None
+    if problem:
+        raise ReportError(f"cannot read the MLflow store {tracking_uri}: {problem} (if it is corrupt, move it away "
+                          f"(mv {path} {path}.bad) and rerun the sweep, or pass --tracking-uri of a working store)")
     try:
         from mlflow.tracking import MlflowClient
 

@@ -4,8 +4,8 @@ Best accuracy first; then the Pareto configs within `cost.tolerance_points` of i
 is recommended instead of the best only when it is cheaper by more than the noise of what its
 cost is computed from (training time: `rel_noise` of train_time_s; serving: the merged
 latency's interval); otherwise the text says the configs are indistinguishable in cost and
-the best is recommended. Every "saves", "faster", "smaller" in the text passes
-`sweep.noise.beyond_noise`.
+the best is recommended. Every "saves", "faster", "smaller" in the text, and whether the
+accuracy given up is noise, passes `sweep.noise.beyond_noise`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from sweep.config.cost import CostConfig
 from sweep.metrics import Direction
 from sweep.noise import beyond_noise
 from sweep.report.pareto import frontier_mask, order_best_first
-from sweep.report.stats import within_noise
+from sweep.report.stats import accuracy_gap_interval, within_noise
 
 
 @dataclass
@@ -125,11 +125,15 @@ def _reasoning(best: pd.Series, chosen: pd.Series, candidates: pd.DataFrame, cos
 
 
 def _accuracy_gap(best: pd.Series, chosen: pd.Series, gap: float) -> str:
-    if not math.isfinite(float(best.get("ci_low", math.nan))):
+    """The accuracy given up, judged by the one noise rule (sweep.noise.beyond_noise, through stats.within_noise)."""
+    args = (best["eval_accuracy"], best.get("eval_n", np.nan), chosen["eval_accuracy"], chosen.get("eval_n", np.nan))
+    lo, hi = accuracy_gap_interval(*args)
+    if math.isnan(lo):
         return "No eval_samples were recorded, so whether the gap is noise cannot be said."
-    inside = within_noise(best["eval_accuracy"], best.get("eval_n", np.nan), chosen["eval_accuracy"])
-    return (f"The gap of {gap:.2f} points is {'within' if inside else 'outside'} the 95% Wilson interval of the best "
-            f"accuracy [{best['ci_low']:.4f}, {best['ci_high']:.4f}] (n={best['eval_n']:.0f}): "
+    inside = within_noise(*args)
+    return (f"The gap of {gap:.2f} points is {'within' if inside else 'beyond'} the noise (its 95% interval, from the "
+            f"Wilson intervals of the two accuracies on n={best['eval_n']:.0f} and n={chosen['eval_n']:.0f}, is "
+            f"[{lo * 100:.2f}, {hi * 100:.2f}] points and {'contains' if inside else 'excludes'} zero): "
             + ("the two are statistically indistinguishable on this eval set."
                if inside else "the best is measurably more accurate; the saving buys a real accuracy loss."))
 

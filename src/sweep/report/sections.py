@@ -97,7 +97,8 @@ def noise(points: pd.DataFrame, study: Study) -> list:
     verdict = stats.noise_check(points, mt.direction(Y))
     if verdict is None:
         return blocks + [Text("No completed trial with an accuracy.")]
-    blocks += [Text(verdict.text + " Interval: Wilson score, 95%, on eval_samples examples (seeds pooled)."),
+    blocks += [Text(verdict.text + " Intervals: Wilson score, 95%, on eval_samples examples (seeds pooled); a gap's "
+                                 "interval combines the two configs' (sweep/noise.py)."),
                Table(verdict.table)]
     seeds = tables.seeds_table(points)
     if seeds.empty:

@@ -2,8 +2,9 @@
 
 An accuracy measured on n eval examples is a binomial proportion; its 95% Wilson
 interval says how far a rerun on another sample of the same size could land. Two
-configs are "within noise" when the lower one's accuracy lies inside the better
-one's interval. Several seeds of one config (same config except `train.seed`) are
+configs are "within noise" when `sweep.noise.beyond_noise` says they do not differ:
+the 95% interval of their difference (Newcombe's, from the two Wilson intervals,
+each on its own n) contains zero. Several seeds of one config (same config except `train.seed`) are
 folded into one point: mean, standard deviation and range of every metric.
 """
 
@@ -17,19 +18,31 @@ import pandas as pd
 
 from sweep.config.hashing import EXCLUDED_KEYS
 from sweep.metrics import Direction
-from sweep.noise import wilson_interval
+from sweep.noise import beyond_noise, difference_interval, wilson_interval
 from sweep.report.pareto import order_best_first
 
 SEED_KEY = "train.seed"
 CONFIG_PREFIXES = ("model.", "data.", "lora.", "quant.", "train.")
 
 
-def within_noise(best_accuracy: float, best_n: float, other_accuracy: float) -> bool:
-    """True when `other_accuracy` lies inside the 95% Wilson interval of the best config's accuracy."""
-    lo, hi = wilson_interval(best_accuracy, best_n)
-    if math.isnan(lo) or other_accuracy is None or not math.isfinite(float(other_accuracy)):
-        return False
-    return lo <= float(other_accuracy) <= hi
+def within_noise(best_accuracy: float, best_n: float, other_accuracy: float, other_n: float) -> bool:
+    """`not beyond_noise` of the two accuracies, each on its own eval size: the one rule (sweep/noise.py). True also
+    when an n is unknown (no difference can be claimed); `accuracy_gap_interval` says whether one could be judged."""
+    return not beyond_noise("eval_accuracy", _float(best_accuracy), _float(other_accuracy), a_n=_float(best_n),
+                            b_n=_float(other_n))
+
+
+def accuracy_gap_interval(best_accuracy: float, best_n: float, other_accuracy: float, other_n: float) -> tuple[float, float]:
+    """95% interval of best - other accuracy (the interval `within_noise` checks for zero); (nan, nan) without n."""
+    a, b = _float(best_accuracy), _float(other_accuracy)
+    return difference_interval(a, wilson_interval(a, _float(best_n)), b, wilson_interval(b, _float(other_n)))
+
+
+def _float(x) -> float:
+    try:
+        return math.nan if x is None else float(x)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def config_columns(frame: pd.DataFrame) -> list[str]:
@@ -103,9 +116,9 @@ def config_points(frame: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
 
 @dataclass
 class NoiseVerdict:
-    """The top configs against the best one: which gaps are inside the best's 95% Wilson interval."""
+    """The top configs against the best one: which gaps are within the noise (`within_noise`)."""
 
-    table: pd.DataFrame  # rank, trials, accuracy, seeds std, eval n, CI, gap (points), within_noise
+    table: pd.DataFrame  # rank, trials, accuracy, seeds std, eval n, CI, gap (points) and its 95% interval, within_noise
     best_label: str
     ci: tuple[float, float]
     n: float
@@ -121,15 +134,24 @@ def noise_check(points: pd.DataFrame, accuracy_direction: Direction, top: int = 
     ranked = points.iloc[order]
     ranked = ranked[ranked["eval_accuracy"].notna()].head(top)
     best = ranked.iloc[0]
-    rows, tied = [], []
+    rows, tied, unknown = [], [], []
     for i, (_, r) in enumerate(ranked.iterrows(), start=1):
         gap = (float(best["eval_accuracy"]) - float(r["eval_accuracy"])) * 100.0
-        inside = within_noise(best["eval_accuracy"], best["eval_n"], r["eval_accuracy"])
-        if i > 1 and inside:
+        args = (best["eval_accuracy"], best["eval_n"], r["eval_accuracy"], r["eval_n"])
+        lo, hi = (x * 100.0 for x in accuracy_gap_interval(*args))  # of best - this one, in points
+        if gap < 0:  # a MIN-direction accuracy: the gap is shown as a distance, its interval the same way round
+            lo, hi = -hi, -lo
+        inside = within_noise(*args)
+        judged = not math.isnan(lo)
+        if i > 1 and judged and inside:
             tied.append(r["trials"])
+        elif i > 1 and not judged:
+            unknown.append(r["trials"])
+        verdict = "best" if i == 1 else ("unknown (no eval_samples)" if not judged else ("yes" if inside else "no"))
         rows.append({"rank": i, "trials": r["trials"], "n_seeds": r["n_seeds"], "eval_accuracy": r["eval_accuracy"],
                      "seed_std": r["eval_accuracy_std"], "eval_n": r["eval_n"], "ci_low": r["ci_low"], "ci_high": r["ci_high"],
-                     "gap_points": abs(gap), "within_noise_of_best": "best" if i == 1 else ("yes" if inside else "no")})
+                     "gap_points": abs(gap), "gap_ci_low_points": math.nan if i == 1 else lo,
+                     "gap_ci_high_points": math.nan if i == 1 else hi, "within_noise_of_best": verdict})
     ci = (float(best["ci_low"]), float(best["ci_high"]))
     n_text = f"n={best['eval_n']:.0f}" if math.isfinite(float(best["eval_n"])) else "unknown n"
     if math.isnan(ci[0]):
@@ -137,11 +159,16 @@ def noise_check(points: pd.DataFrame, accuracy_direction: Direction, top: int = 
                 "treat small accuracy gaps as unresolved.")
     elif tied:
         text = (f"Best config {best['trials']}: accuracy {best['eval_accuracy']:.4f}, 95% Wilson interval "
-                f"[{ci[0]:.4f}, {ci[1]:.4f}] ({n_text}). {', '.join(tied)} lie inside that interval: their "
-                "differences from the best are within the noise of the eval set; a larger eval set or more seeds "
-                "would be needed to rank them.")
+                f"[{ci[0]:.4f}, {ci[1]:.4f}] ({n_text}). {', '.join(tied)} are within noise of it: the 95% interval of "
+                "each one's gap to the best (from the two Wilson intervals, each on its own n) contains zero, so the "
+                "differences could be the noise of the eval set; a larger eval set or more seeds would be needed to "
+                "rank them.")
     else:
         text = (f"Best config {best['trials']}: accuracy {best['eval_accuracy']:.4f}, 95% Wilson interval "
-                f"[{ci[0]:.4f}, {ci[1]:.4f}] ({n_text}). " + ("No other config lies inside it: the lead is larger than the "
-                "eval-set noise." if len(ranked) > 1 else "It is the only completed config."))
+                f"[{ci[0]:.4f}, {ci[1]:.4f}] ({n_text}). " + ("No other config is within noise of it (the 95% interval "
+                "of every gap to the best excludes zero): the lead is larger than the eval-set noise."
+                if len(ranked) > len(unknown) + 1 else "It is the only completed config." if len(ranked) == 1 else ""))
+    if unknown and not math.isnan(ci[0]):
+        text = text.rstrip() + (f" {', '.join(unknown)} recorded no eval_samples: whether {'its' if len(unknown) == 1 else 'their'} gap "
+                 "is noise cannot be said.")
     return NoiseVerdict(pd.DataFrame(rows), str(best["trials"]), ci, float(best["eval_n"]), tied, text)

@@ -75,7 +75,7 @@ def fmt(value, column: str = "") -> str:
         return f"{v:.4f}" if abs(v) >= 0.01 or v == 0 else f"{v:.3g}"
     if column in ("seed_std", "eval_accuracy_std", "std", "spread"):
         return f"{v:.4f}"
-    if unit in ("s", "MiB", "months") or column == "gap_points":
+    if unit in ("s", "MiB", "months") or column in ("gap_points", "gap_ci_low_points", "gap_ci_high_points"):
         return f"{v:,.2f}"
     if unit == "ms/batch":
         return f"{v:,.2f}"

@@ -6,8 +6,19 @@ Callers never branch on whether tracking is on: they get a `NullTracker` (or a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
+
+
+@dataclass(frozen=True)
+class TrialTrackingSpec:
+    """What a worker needs to open a trial's run under the study's parent run (None in a task: tracking off)."""
+
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+    log_adapter: bool = True  # log the whole trial folder, adapter included (else its top-level files only)
 
 
 class Tracker(Protocol):

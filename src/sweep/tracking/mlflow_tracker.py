@@ -23,7 +23,7 @@ from sweep.config.errors import ConfigError
 from sweep.retry import STARTUP_DELAYS, retry_while
 from sweep.text import one_line
 from sweep.tracking import tags as T
-from sweep.tracking.base import flatten
+from sweep.tracking.base import TrialTrackingSpec, flatten
 
 BATCH = 900  # MLflow accepts at most 1000 metrics+params+tags per log_batch
 FLUSH_EVERY_S = 10.0  # buffered curve points reach the store at least this often
@@ -319,7 +319,7 @@ class MlflowTrialTracker:
         _retry(self.c.set_terminated, self._open_run(), status=status)  # flush has waited for the run
 
 
-def trial_tracker(spec: dict | None, run_name: str, tags: dict[str, str], params: dict | None = None,
+def trial_tracker(spec: TrialTrackingSpec | None, run_name: str, tags: dict[str, str], params: dict | None = None,
                   on_open: Callable[[str | None], None] | None = None):
     """The tracker a worker uses for one trial: MLflow when the task carries a tracking spec, else the null one
     (which has no run: `on_open(None)` at once)."""
@@ -329,5 +329,5 @@ def trial_tracker(spec: dict | None, run_name: str, tags: dict[str, str], params
         if on_open is not None:
             on_open(None)
         return NullTracker()
-    return MlflowTrialTracker(spec["tracking_uri"], spec["experiment_id"], spec["parent_run_id"], run_name, tags,
+    return MlflowTrialTracker(spec.tracking_uri, spec.experiment_id, spec.parent_run_id, run_name, tags,
                               params=params, on_open=on_open)

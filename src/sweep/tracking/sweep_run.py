@@ -9,10 +9,21 @@ the run last. `NullSweepTracking` is the same interface doing nothing (tracking=
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from typing import Any
 
 from sweep.tracking import mlflow_tracker as mt
 from sweep.tracking import tags as T
+from sweep.tracking.base import TrialTrackingSpec
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    """What reconciliation needs of an Optuna trial (recovery reads it from the study)."""
+
+    state: str  # Optuna state name
+    failure_reason: str = ""
+    metrics: dict[str, float | None] = field(default_factory=dict)
+
 
 # Optuna trial state -> (MLflow run status, lorasweep status tag)
 TERMINAL = {"COMPLETE": ("FINISHED", "COMPLETE"), "PRUNED": ("FINISHED", "PRUNED"), "FAIL": ("FAILED", "FAILED")}
@@ -21,7 +32,7 @@ TERMINAL = {"COMPLETE": ("FINISHED", "COMPLETE"), "PRUNED": ("FINISHED", "PRUNED
 class NullSweepTracking:
     """Tracking off: accepts every call and records nothing."""
 
-    trial_spec: dict | None = None
+    trial_spec: TrialTrackingSpec | None = None
     parent_run_id: str | None = None
 
     def open(self) -> None:
@@ -33,7 +44,7 @@ class NullSweepTracking:
     def close_trial_run(self, run_id: str | None, reason: str) -> None:
         pass
 
-    def reconcile(self, trials: dict[int, Any]) -> int:
+    def reconcile(self, trials: dict[int, TrialOutcome]) -> int:
         return 0
 
     def close(self, interrupted: bool) -> None:
@@ -53,15 +64,14 @@ class SweepTracking:
         self.parent_params = parent_params
         self.experiment_id: str | None = None
         self.parent_run_id: str | None = None
-        self.trial_spec: dict | None = None
+        self.trial_spec: TrialTrackingSpec | None = None
 
     def open(self) -> None:
         """Create (or reuse, on resume or when another machine joined first) the experiment and the parent run."""
         with mt.init_lock(self.uri):
             self.experiment_id = mt.ensure_experiment(self.uri, self.study, self.artifact_location)
             self.parent_run_id = self._parent_run()
-        self.trial_spec = {"tracking_uri": self.uri, "experiment_id": self.experiment_id,
-                           "parent_run_id": self.parent_run_id, "log_adapter": self.log_adapter}
+        self.trial_spec = TrialTrackingSpec(self.uri, self.experiment_id, self.parent_run_id, self.log_adapter)
 
     def _parent_run(self) -> str:
         from mlflow.entities import RunTag
@@ -100,22 +110,22 @@ class SweepTracking:
         if run_id:
             mt.finish_run(self.uri, run_id, "FAILED", {T.STATUS: "FAILED", T.FAILURE_REASON: reason})
 
-    def reconcile(self, trials: dict[int, Any]) -> int:
-        """Make MLflow agree with Optuna: every child run of the study whose trial (`trials`: number -> FrozenTrial)
+    def reconcile(self, trials: dict[int, TrialOutcome]) -> int:
+        """Make MLflow agree with Optuna: every child run of the study whose trial (`trials`: number -> its outcome)
         is no longer RUNNING gets that trial's terminal status and reason. Returns the number of runs fixed."""
         runs = mt.search_runs(self.uri, [self.experiment_id], T.role_filter(T.ROLE_TRIAL, self.study), frame=False)
         fixed = 0
         for run in runs:
             number = run.data.tags.get(T.TRIAL_NUMBER, "")
             trial = trials.get(int(number)) if number.lstrip("-").isdigit() else None
-            if trial is None or trial.state.name not in TERMINAL:
+            if trial is None or trial.state not in TERMINAL:
                 continue
-            status, tag = TERMINAL[trial.state.name]
+            status, tag = TERMINAL[trial.state]
             if run.info.status == status and run.data.tags.get(T.STATUS) == tag:
                 continue
-            reason = str(trial.user_attrs.get("failure_reason", "")) if tag == "FAILED" else ""
+            reason = trial.failure_reason if tag == "FAILED" else ""
             if tag == "COMPLETE":  # recovered from its folder after its worker died: its final metrics may be missing
-                missing = {k: v for k, v in (trial.user_attrs.get("metrics") or {}).items()
+                missing = {k: v for k, v in trial.metrics.items()
                            if v is not None and k not in run.data.metrics}
                 mt.log_metrics(self.uri, run.info.run_id, missing)
             mt.finish_run(self.uri, run.info.run_id, status, {T.STATUS: tag, T.FAILURE_REASON: reason})
