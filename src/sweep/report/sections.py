@@ -124,8 +124,8 @@ def spread_table(points: pd.DataFrame) -> pd.DataFrame:
         lo, hi = have.loc[have[name].idxmin()], have.loc[have[name].idxmax()]
         ci = [tuple(float(p.get(c, math.nan)) for c in mt.interval_names(name)) for p in (lo, hi)]
         differ = beyond_noise(name, float(lo[name]), float(hi[name]), ci[0], ci[1])
-        rule = {mt.Noise.INTERVAL: f"95% interval, and > {m.rel_noise:.0%}", mt.Noise.RELATIVE: f"> {m.rel_noise:.0%}"}.get(
-            m.noise, m.noise.value)
+        rule = {mt.Noise.INTERVAL: f"95% interval of the difference, and > {m.rel_noise:.0%}",
+                mt.Noise.RELATIVE: f"> {m.rel_noise:.0%}"}.get(m.noise, m.noise.value)
         rows.append({"metric": name, "unit": m.unit, "noise rule": rule, "lowest": float(lo[name]), "lowest config": lo["trials"],
                      "highest": float(hi[name]), "highest config": hi["trials"], "beyond noise": "yes" if differ else "no"})
     return pd.DataFrame(rows)
