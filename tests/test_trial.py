@@ -244,3 +244,43 @@ def test_reporter_can_prune(compose_trial):
     res = run_trial(compose_trial("model=tiny_bert"), reporter=rep)
     assert res.status is TrialStatus.PRUNED and rep.calls == [3]
     assert res.metrics["train_steps"] == 3
+
+
+@pytest.mark.parametrize("precision, dtype", [("bf16", "bfloat16"), ("fp32", "float32")])
+def test_unmerged_and_merged_are_measured_at_the_configs_one_precision(compose_trial, tmp_path, monkeypatch, precision,
+                                                                        dtype):
+    """The Trainer's autocast stayed on the model's forward after training: the unmerged model was measured in bf16,
+    the merged one in fp32. Checked on the activations' real dtypes: forward hooks on the base layers, which the
+    merged model keeps, see one dtype in both measurements of the merge check."""
+    import json
+
+    import torch
+
+    from sweep.measure import inference
+
+    seen: dict[str, set] = {}
+    real = inference.merge_check
+
+    def spy(model, batch):
+        phase = ["unmerged"]
+        hooks = [m.register_forward_hook(lambda mod, i, o: seen.setdefault(phase[0], set()).add(o.dtype))
+                 for name, m in model.named_modules() if name.endswith("base_layer") and isinstance(m, torch.nn.Linear)]
+        merge = model.merge_and_unload
+
+        def merging(*a, **kw):
+            phase[0] = "merged"
+            return merge(*a, **kw)
+
+        monkeypatch.setattr(model, "merge_and_unload", merging)
+        try:
+            return real(model, batch)
+        finally:
+            for h in hooks:
+                h.remove()
+
+    monkeypatch.setattr(inference, "merge_check", spy)
+    cfg = compose_trial(f"train.precision={precision}", "train.max_steps=2", "train.eval_every=0")
+    result = run_trial(cfg, output_dir=tmp_path)
+    assert result.status.value == "COMPLETE", result.error
+    assert seen == {"unmerged": {getattr(torch, dtype)}, "merged": {getattr(torch, dtype)}}
+    assert json.loads((tmp_path / "meta.json").read_text())["measure_precision"] == precision

@@ -129,6 +129,7 @@ def _execute(cfg: TrialConfig, *, reporter: Reporter, tracker: Tracker, out: Pat
 
     from sweep import adapters
     from sweep.measure import inference
+    from sweep.measure import precision as P
     from sweep.measure.memory import PeakMemory
     from sweep.measure.params import count_params, weights_mb
     from sweep.models.loader import build_model, set_cpu_inference_packing
@@ -146,14 +147,15 @@ def _execute(cfg: TrialConfig, *, reporter: Reporter, tracker: Tracker, out: Pat
     metrics, curves = state["metrics"], state["curves"]
     prep = prepare(cfg, device, placement)
     plan = adapters.plan(cfg.lora, prep.inventory)  # unknown targets / bad schedules fail here, before the real model
-    state["meta"] = {**prep.meta, "target_modules": len(plan.modules)}
+    state["meta"] = {**prep.meta, "target_modules": len(plan.modules), "measure_precision": P.measure_precision(t.precision)}
     _write(out, "meta.json", json.dumps(state["meta"], indent=2, sort_keys=True))
     steps = total_steps(t, len(prep.train_feats))
 
     def run_eval(model, positions: list[int] | None) -> dict[str, float]:
         feats, answers = prep.eval_part(positions)
-        return evaluate(model, feats, task=d.task, tok=prep.tok, answers=answers, batch_size=t.eval_batch_size,
-                        device=device, max_new_tokens=d.max_new_tokens, eos_id=prep.eos)
+        with P.measuring(t.precision, device):
+            return evaluate(model, feats, task=d.task, tok=prep.tok, answers=answers, batch_size=t.eval_batch_size,
+                            device=device, max_new_tokens=d.max_new_tokens, eos_id=prep.eos)
 
     def on_loss(step: int, loss: float) -> None:
         curves.setdefault("train_loss", []).append((step, loss))
@@ -199,6 +201,7 @@ def _execute(cfg: TrialConfig, *, reporter: Reporter, tracker: Tracker, out: Pat
             metrics.update(mem.read().metrics())
             metrics["eval_time_s"] = outcome.eval_seconds
             raise Pruned(f"pruned at step {outcome.pruned_at} (eval_accuracy {metrics.get('eval_accuracy', float('nan')):.4f})")
+        P.unwrap(model)  # the Trainer's autocast stays on the forward otherwise: every measurement below sets its own
         on_eval(outcome.steps, run_eval(model, None))
         phase.end("eval")
         metrics["eval_time_s"] = state["phases"]["eval"]
@@ -215,10 +218,11 @@ def _execute(cfg: TrialConfig, *, reporter: Reporter, tracker: Tracker, out: Pat
     if cfg.quant.enabled:
         set_cpu_inference_packing(model, True)  # training is over: measure the real inference path
     batch = inference.eval_batch(prep, t.eval_batch_size, device)
-    metrics.update(inference.latency_metrics(model, batch, t, device, "latency"))
-    if d.task != "classification":
-        metrics.update(inference.generation_metrics(model, prep, t, d.max_new_tokens, device, "latency_per_token"))
-    _, metrics["merge_max_abs_diff"] = inference.merge_check(model, batch)
+    with P.measuring(t.precision, device):  # unmerged and merged alike, at the config's precision
+        metrics.update(inference.latency_metrics(model, batch, t, device, "latency"))
+        if d.task != "classification":
+            metrics.update(inference.generation_metrics(model, prep, t, d.max_new_tokens, device, "latency_per_token"))
+        _, metrics["merge_max_abs_diff"] = inference.merge_check(model, batch)
     phase.end("measure")
 
 

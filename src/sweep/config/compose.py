@@ -55,7 +55,13 @@ class RunConfig:
 
     @property
     def study_name(self) -> str:
+        """The Optuna study and the folder name (sweeps/<study>/, reports/<study>/): held to sweep/names.py's rule."""
         return self.sweep.study_name or self.name
+
+    @property
+    def experiment_name(self) -> str:
+        """The MLflow experiment: `sweep.experiment_name` (may contain /), else the study name."""
+        return self.sweep.experiment_name or self.study_name
 
     @property
     def trial_base(self) -> dict:
@@ -110,6 +116,9 @@ def _compose_uncached(overrides: list[str], config_dirs: list[str], cdir: Path) 
         resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except Exception as exc:  # Hydra/OmegaConf: malformed override, unknown option, bad interpolation
         bad = _which_override(overrides, exc)
+        named = _path_name_override(bad)
+        if named:  # e.g. a control character Hydra's parser cannot read: say what a name may hold
+            raise ConfigError([named]) from None
         key = f"override {bad!r}" if bad else "config"
         text = _unknown_key(exc, bad, overrides, config_dirs, cdir) or (
             f"{_first_line(exc)} (check the spelling; `python -m sweep --help` lists the groups)")
@@ -134,6 +143,22 @@ def _unknown_key(exc: Exception, bad: str | None, overrides: list[str], config_d
     if not isinstance(node, dict):
         return None
     return f"unknown key {key!r} (known keys of {parent}: {', '.join(sorted(node))}; to add a new key use +{bad})"
+
+
+PATH_NAME_KEYS = ("sweep.study_name", "name")  # values that become folder names (sweep/names.py)
+
+
+def _path_name_override(ov: str | None) -> str | None:
+    """For an override of a name (a folder name or the MLflow experiment name), the name rule's problem with its
+    value, if any."""
+    from sweep import names
+
+    key = override_key(ov) if ov and "=" in ov else None
+    if key in PATH_NAME_KEYS:
+        return names.path_name_problem(key, ov.split("=", 1)[1])
+    if key == "sweep.experiment_name":
+        return names.display_name_problem(key, ov.split("=", 1)[1])
+    return None
 
 
 def _first_line(exc: Exception) -> str:
@@ -175,8 +200,17 @@ def parse(resolved: dict, overrides: list[str] | None = None, config_dirs: list[
         if len(sweep_cfg.objectives) > 1:
             p.add("sweep.pruner", "Optuna cannot prune a study with several objectives: set sweep.pruner=none or keep "
                   "one objective")
+    name = "default" if resolved.get("name") is None else str(resolved["name"])
+    if sweep_cfg is not None:  # the study name becomes folders: sweeps/<study>/, reports/<study>/
+        from sweep.names import path_name_problem
+
+        key, value = ("sweep.study_name", sweep_cfg.study_name) if sweep_cfg.study_name is not None else ("name", name)
+        hint = "; a / belongs in sweep.experiment_name, the MLflow experiment name" if "/" in str(value) else ""
+        problem = path_name_problem(key, value, hint)
+        if problem:
+            p.extend([problem])
     p.raise_if_any()
-    return RunConfig(name=str(resolved.get("name") or "default"), trial=trial, sweep=sweep_cfg, tracking=tracking,
+    return RunConfig(name=name, trial=trial, sweep=sweep_cfg, tracking=tracking,
                      cost=cost, tags=dict(resolved.get("tags") or {}), overrides=list(overrides or []),
                      config_dirs=list(config_dirs or []), raw=resolved)
 

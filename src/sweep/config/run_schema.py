@@ -71,7 +71,8 @@ class RayConfig:
 @dataclass
 class SweepConfig:
     GROUP: ClassVar[str] = "sweep"
-    study_name: str | None = None  # Optuna study / MLflow experiment name; null = the experiment's name
+    study_name: str | None = None  # Optuna study and folder name (letters, digits, . _ -; sweep/names.py); null = the experiment's name
+    experiment_name: str | None = None  # MLflow experiment name, may contain / (e.g. team/intent); null = the study name
     n_trials: int = 12  # finished (complete or pruned) trials the study should reach
     storage: str | None = None  # Optuna storage URL; null = sqlite under <output_dir>/<study>/study.db
     output_dir: str = "sweeps"  # per-study folders: study.db, trials/<n>-<hash>/
@@ -102,6 +103,12 @@ class SweepConfig:
 
     def __post_init__(self) -> None:
         p = Problems()
+        if self.experiment_name is not None:
+            from sweep.names import display_name_problem
+
+            problem = display_name_problem("sweep.experiment_name", self.experiment_name)
+            if problem:
+                p.extend([problem])
         _at_least(p, "sweep.n_trials", self.n_trials, 1)
         if not (self.workers == "auto" or (isinstance(self.workers, int) and not isinstance(self.workers, bool) and self.workers >= 1)):
             p.add("sweep.workers", f"must be auto or a positive integer, got {self.workers!r}")

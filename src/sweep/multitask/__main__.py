@@ -37,7 +37,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                  description="Serve several studies' adapters side by side on one base model: exact "
                                              "accuracy, memory, switching, latency and mixed batches against K merged "
                                              "models, priced; logged to MLflow and written as a report section.")
-    ap.add_argument("studies", nargs="+", help="study names (MLflow experiments), one adapter each, all on the same base model")
+    ap.add_argument("studies", nargs="+", help="study names (sweep.study_name), one adapter each, all on the same base model")
     ap.add_argument("--hash", action="append", default=[], metavar="STUDY=PREFIX",
                     help="serve this config hash (prefix) of STUDY instead of its report's recommendation")
     ap.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI, help=f"MLflow tracking URI (default {DEFAULT_TRACKING_URI})")
@@ -76,7 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     from sweep.multitask.run import ServeSettings, serve
     from sweep.report.load import ReportError
 
+    from sweep.names import check_existing_or_path_name
+    from sweep.report.load import study_exists
+
     try:
+        for study in args.studies:  # each names a folder part and a temporary folder; an existing one is read as named
+            check_existing_or_path_name("study", study, lambda s=study: study_exists(s, args.tracking_uri))
         hashes = _pairs(args.hash, "--hash", "PREFIX")
         shares = {k: _weight(k, v) for k, v in _pairs(args.share, "--share", "WEIGHT").items()}
         settings = ServeSettings(switch_iters=args.switch_iters, latency_iters=args.latency_iters,

@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from sweep.config.cost import INPUT_UNITS
+from sweep.names import joined
 from sweep.report.recommend import money
 from sweep.report.render import Heading, Table, Text, to_html, to_markdown
 
@@ -30,7 +31,9 @@ def _num(v: float, digits: str = ".4f") -> str:
 
 
 def folder_name(studies: list[str]) -> str:
-    return "multitask-" + "+".join(studies)
+    """`multitask-<study>+<study>...`: each study name made one safe folder part (sweep/names.py), the whole
+    shortened with a hash when it would be too long a file name."""
+    return joined("multitask-", studies)
 
 
 def _adapters(result) -> pd.DataFrame:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sweep.multitask import MultitaskError
+from sweep.names import folder_for
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
@@ -109,7 +110,7 @@ def fetch(study: str, prefix: str, *, how: str, tracking_uri: str, sweeps_dir: P
         got, where = None, ""
         if c.run_id:
             client = client or open_store(tracking_uri)
-            got, where = _from_mlflow(client, c.run_id, dest / study / c.run_id), f"MLflow run {c.run_id}"
+            got, where = _from_mlflow(client, c.run_id, dest / folder_for(study) / c.run_id), f"MLflow run {c.run_id}"
         if got is None and c.folder is not None:
             got, where = _from_folder(c.folder), f"trial folder {c.folder}"
         if got is None:

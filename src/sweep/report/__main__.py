@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 
+NAME_KEYS = ("sweep.study_name", "sweep.experiment_name", "name")
 EPILOG = ("examples: python -m sweep.report qv_vs_all cost=a100_cloud; "
           "python -m sweep.report qv_vs_all cost.price_per_device_hour=2.5 cost.monthly_requests=1e7")
 
@@ -21,7 +22,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
     ap = argparse.ArgumentParser(prog="python -m sweep.report", epilog=EPILOG,
                                  description="Comparison tables, Pareto frontiers and cost/ROI of a study, read from MLflow.")
-    ap.add_argument("study", help="study name (= the MLflow experiment name)")
+    ap.add_argument("study", help="study name, or its MLflow experiment name (sweep.experiment_name)")
     ap.add_argument("overrides", nargs="*", metavar="OVERRIDE", help="Hydra overrides of the cost group (cost=NAME, cost.KEY=VALUE)")
     ap.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI, help=f"MLflow tracking URI (default {DEFAULT_TRACKING_URI})")
     ap.add_argument("--out", default="reports", help="output root; the report goes to OUT/<study>/ (default reports)")
@@ -40,8 +41,9 @@ def report_cost(study, overrides: list[str], config_dirs: list[str], warn=lambda
     if bad:
         raise ConfigError([f"override {bad[0]!r}: a report only takes cost overrides (cost=NAME or cost.KEY=VALUE)"])
     # the command line's cost choice replaces the sweep's own cost overrides as a whole
+    # names never change a price, and one an older version accepted (team/x) no longer composes: left out
     recorded = [ov for ov in json.loads(study.parent_tags.get(T.OVERRIDES, "[]"))
-                if not (overrides and override_key(ov).split(".")[0] == "cost")]
+                if not (overrides and override_key(ov).split(".")[0] == "cost") and override_key(ov) not in NAME_KEYS]
     dirs = config_dirs or json.loads(study.parent_tags.get(T.CONFIG_DIRS, "[]"))
     try:
         return compose([*recorded, *overrides], dirs).cost
@@ -61,12 +63,20 @@ def main(argv: list[str] | None = None) -> int:
     from sweep.report.load import ReportError, load_study
     from sweep.report.render import write_report
 
+    from sweep.names import check_path_name, folder_for
+
     try:
-        study = load_study(args.study, args.tracking_uri)
+        try:
+            study = load_study(args.study, args.tracking_uri)
+        except ReportError:
+            check_path_name("study", args.study)  # not a study: a name that could not be one is the first problem
+            raise
         files = write_report(study, report_cost(study, args.overrides, args.config_dir), args.out)
     except (ConfigError, ReportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if folder_for(study.name) != study.name:  # named before the rule (sweep/names.py): readable, written safely
+        print(f"note: study {study.name!r} is not a safe folder name; its report is in {files.folder}", file=sys.stderr)
     for path in files.paths():
         print(path)
     return 0

@@ -56,6 +56,7 @@ class Study:
     parent_params: dict[str, str] = field(default_factory=dict)
     baselines: dict[str, dict[str, float]] = field(default_factory=dict)  # baseline key -> the base model's metrics
     arms: list[dict] = field(default_factory=list)  # [{"arm": label, "budget": trials}] of the question's arms
+    experiment_name: str = ""  # the MLflow experiment (the study name unless sweep.experiment_name was set)
 
 
 def parse_param(text: str | None):
@@ -178,17 +179,49 @@ def _split(tag: str | None, default: tuple[str, ...]) -> list[str]:
     return items or list(default)
 
 
+def find_experiment(client, name: str, tracking_uri: str):
+    """The live MLflow experiment of a study named `name`: the experiment of that exact name (a study's experiment
+    is named after it unless sweep.experiment_name was set), else the one whose parent run carries
+    `lorasweep.study=name`; None when there is neither."""
+    exp = client.get_experiment_by_name(name)
+    if exp is not None and exp.lifecycle_stage != "deleted":
+        return exp
+    from sweep.names import is_path_name
+
+    if not is_path_name(name):  # study names are path names: nothing else can be a study tag (nor quoted safely)
+        return None
+    import mlflow
+
+    from sweep.tracking.mlflow_tracker import using_tracking_uri
+
+    with using_tracking_uri(absolute_uri(tracking_uri)):
+        ids = [e.experiment_id for e in mlflow.search_experiments()]
+    found = search_runs(tracking_uri, ids, T.role_filter(T.ROLE_PARENT, name), frame=False) if ids else []
+    found.sort(key=lambda r: r.info.start_time or 0)
+    return client.get_experiment(found[0].info.experiment_id) if found else None
+
+
+def study_exists(name: str, tracking_uri: str) -> bool:
+    """Whether MLflow at `tracking_uri` holds a study named `name` (False when the store is missing or unreadable)."""
+    try:
+        return find_experiment(open_store(tracking_uri), name, tracking_uri) is not None
+    except ReportError:
+        return False
+
+
 def load_study(study: str, tracking_uri: str = DEFAULT_TRACKING_URI) -> Study:
-    """All trial runs of `study` from MLflow; a ReportError when the store or the study is missing."""
+    """All trial runs of `study` (a study name or its MLflow experiment name) from MLflow; a ReportError when the
+    store or the study is missing."""
     client = open_store(tracking_uri)
-    exp = client.get_experiment_by_name(study)
-    if exp is None or exp.lifecycle_stage == "deleted":
+    exp = find_experiment(client, study, tracking_uri)
+    if exp is None:
         known = list_studies(tracking_uri)
         raise ReportError(f"no study {study!r} in MLflow store {tracking_uri}; studies there: "
                           f"{', '.join(known) if known else '(none: run a sweep first)'}")
     parents = search_runs(tracking_uri, [exp.experiment_id], T.role_filter(T.ROLE_PARENT), frame=False)
     parents.sort(key=lambda r: r.info.start_time or 0)
     parent_tags = dict(parents[0].data.tags) if parents else {}
+    study = parent_tags.get(T.STUDY) or study  # the study's own name when it was looked up by its experiment's
     parent_params = dict(parents[0].data.params) if parents else {}
     runs = search_runs(tracking_uri, [exp.experiment_id], T.role_filter(T.ROLE_TRIAL), frame=False)
     if not runs:
@@ -198,7 +231,7 @@ def load_study(study: str, tracking_uri: str = DEFAULT_TRACKING_URI) -> Study:
                  for r in search_runs(tracking_uri, [exp.experiment_id], T.role_filter(T.ROLE_BASELINE), frame=False)
                  if r.data.tags.get(T.STATUS) == "COMPLETE"}
     return Study(name=study, tracking_uri=tracking_uri, experiment_id=exp.experiment_id,
-                 experiment=parent_tags.get(T.EXPERIMENT, study),
+                 experiment=parent_tags.get(T.EXPERIMENT, study), experiment_name=exp.name,
                  objectives=_split(parent_tags.get(T.OBJECTIVES), DEFAULT_OBJECTIVES),
                  group_by=_split(parent_tags.get(T.GROUP_BY), DEFAULT_GROUP_BY),
                  trials=with_baselines(runs_frame(runs), baselines), parent_tags=parent_tags,

@@ -15,6 +15,7 @@ import pandas as pd
 
 from sweep import metrics as mt
 from sweep.config.cost import CostConfig
+from sweep.names import folder_for
 from sweep.report import cost as cst
 from sweep.report import sections, stats, tables
 from sweep.report.blocks import Heading, Table, Text, to_html, to_markdown
@@ -53,7 +54,9 @@ def _summary(study: Study, frame: pd.DataFrame, cost: CostConfig) -> str:
     text = (f"Experiment `{study.experiment}`, study `{study.name}`: {len(frame)} trial runs in MLflow ({', '.join(parts)}"
             f"{f'; {n_reused} reused an earlier result' if n_reused else ''}). Objectives: {objectives}. "
             f"Question (grouped by): {', '.join(study.group_by)}" + (f" — {question}" if question else "") + ". "
-            f"Devices: {devices}. Source: {study.tracking_uri}, experiment id {study.experiment_id}. "
+            f"Devices: {devices}. Source: {study.tracking_uri}, experiment id {study.experiment_id}"
+            + (f" (`{study.experiment_name}`)" if study.experiment_name and study.experiment_name != study.name else "")
+            + ". "
             f"Costs priced for {cost.hardware}. Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.")
     return text
 
@@ -107,8 +110,9 @@ def _csv_value(v):
 
 
 def write_report(study: Study, cost: CostConfig, out_root: Path) -> ReportFiles:
-    """Write reports/<study>/{report.md, report.html, trials.csv, *.png}."""
-    folder = Path(out_root) / study.name
+    """Write reports/<study>/{report.md, report.html, trials.csv, *.png}; a study named before sweep/names.py's rule
+    (`team/intent`) is written to the safe form of its name (`reports/team_intent/`)."""
+    folder = Path(out_root) / folder_for(study.name)
     folder.mkdir(parents=True, exist_ok=True)
     for old in [*folder.glob("pareto_*.png"), *folder.glob("groups_*.png")]:
         old.unlink()  # plots of an earlier report that may not be redrawn

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from sweep.config.errors import ConfigError
+from sweep.names import folder_for
 from sweep.retry import STARTUP_DELAYS, retry_while
 from sweep.text import one_line
 from sweep.tracking import tags as T
@@ -142,10 +143,11 @@ def init_lock(tracking_uri: str):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def ensure_experiment(tracking_uri: str, name: str, artifact_location: str) -> str:
-    """The experiment id for `name`, created with its artifacts under `artifact_location/<name>` (an HTTP tracking
-    server keeps them in its own artifact store instead, `mlflow server --serve-artifacts`, unless
-    `artifact_location` is a URI) and tagged as a fine-tuning experiment (the UI then opens on its runs, not on the
+def ensure_experiment(tracking_uri: str, name: str, artifact_location: str, folder: str | None = None) -> str:
+    """The experiment id for `name`, created with its artifacts under `artifact_location/<folder>` (`folder`: the
+    study name, else `name`, either made one safe folder by sweep/names.py, as an experiment name may contain /;
+    an HTTP tracking server keeps them in its own artifact store instead, `mlflow server --serve-artifacts`,
+    unless `artifact_location` is a URI) and tagged as a fine-tuning experiment (the UI then opens on its runs, not on the
     GenAI overview).
 
     Retried a few times: a coordinator on another machine may be creating the store's schema or the same
@@ -159,12 +161,13 @@ def ensure_experiment(tracking_uri: str, name: str, artifact_location: str) -> s
             if exp.tags.get(T.EXPERIMENT_KIND) != T.KIND_FINETUNING:
                 c.set_experiment_tag(exp.experiment_id, T.EXPERIMENT_KIND, T.KIND_FINETUNING)
             return exp.experiment_id
+        sub = folder_for(folder if folder is not None else name)  # never a path out of artifact_location
         if "://" in artifact_location:
-            location = f"{artifact_location}/{name}"
+            location = f"{artifact_location}/{sub}"
         elif tracking_uri.startswith(("http://", "https://")):
             location = None  # a folder here is no place for a shared server's artifacts: the server's own store
         else:
-            location = (Path(artifact_location) / name).resolve().as_uri()
+            location = (Path(artifact_location) / sub).resolve().as_uri()
         return c.create_experiment(name, artifact_location=location, tags={T.EXPERIMENT_KIND: T.KIND_FINETUNING})
 
     racing = ("already exists", "RESOURCE_ALREADY_EXISTS", "UNIQUE constraint", "locked", "migration", "no such table",

@@ -55,11 +55,12 @@ class SweepTracking:
     """The study's MLflow experiment and parent run."""
 
     def __init__(self, *, tracking_uri: str, artifact_location: str, log_adapter: bool, study: str, parent_tags: dict[str, str],
-                 parent_params: dict[str, Any]):
+                 parent_params: dict[str, Any], experiment: str | None = None):
         self.uri = mt.absolute_uri(tracking_uri)
         self.artifact_location = artifact_location
         self.log_adapter = log_adapter
-        self.study = study
+        self.study = study  # the study name: the runs' lorasweep.study tag and the local artifact folder
+        self.experiment = experiment or study  # the MLflow experiment name (sweep.experiment_name; may contain /)
         self.parent_tags = parent_tags
         self.parent_params = parent_params
         self.experiment_id: str | None = None
@@ -69,7 +70,7 @@ class SweepTracking:
     def open(self) -> None:
         """Create (or reuse, on resume or when another machine joined first) the experiment and the parent run."""
         with mt.init_lock(self.uri):
-            self.experiment_id = mt.ensure_experiment(self.uri, self.study, self.artifact_location)
+            self.experiment_id = mt.ensure_experiment(self.uri, self.experiment, self.artifact_location, folder=self.study)
             self.parent_run_id = self._parent_run()
         self.trial_spec = TrialTrackingSpec(self.uri, self.experiment_id, self.parent_run_id, self.log_adapter)
 
@@ -150,4 +151,5 @@ def sweep_tracking(run, study_name: str, storage_url: str, extra_tags: dict[str,
     params = {"sweep.n_trials": cfg.n_trials, "sweep.sampler": cfg.sampler, "sweep.pruner": cfg.pruner,
               "sweep.objectives": ",".join(cfg.objectives), "sweep.space": ",".join(cfg.space)}
     return SweepTracking(tracking_uri=run.tracking.tracking_uri, artifact_location=run.tracking.artifact_location,
-                         log_adapter=run.tracking.log_adapter, study=study_name, parent_tags=tags, parent_params=params)
+                         log_adapter=run.tracking.log_adapter, study=study_name, parent_tags=tags, parent_params=params,
+                         experiment=run.sweep.experiment_name or study_name)
