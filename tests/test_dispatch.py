@@ -239,3 +239,26 @@ def test_messages_cross_a_pipe_as_they_are():
     with pytest.raises(Exception):  # frozen: a task is not changed on its way
         msgs[0].trial_number = 4  # type: ignore[misc]
     assert Path(P.__file__).name == "protocol.py"
+
+
+def test_a_worker_given_a_gpu_torch_cannot_use_fails_at_start_with_the_reason(tmp_path, monkeypatch):
+    """device=auto used to train on the CPU when torch could not see the worker's GPU (a CPU wheel, an old driver):
+    the worker now says why at start and the sweep stops before any trial."""
+    import torch
+
+    from sweep.orchestration import inprocess_pool, protocol
+    from sweep.orchestration.worker import gpu_problem
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    problem = gpu_problem("0")
+    assert "was given GPU 0" in problem and torch.__version__ in problem and "cannot use it" in problem
+    assert gpu_problem(None) == "" and gpu_problem("") == ""
+
+    def ready(self, w):  # a pool whose workers were each given a GPU
+        self.queue.append(protocol.Ready(w.wid, protocol.Placement.here("0"), protocol.version(), gpu_problem("0")))
+
+    monkeypatch.setattr(inprocess_pool.InProcessPool, "_say_ready", ready)
+    runner = Runner()
+    with pytest.raises(WorkerStartupError, match="was given GPU 0"):
+        sweep(tmp_path, runner=runner)
+    assert runner.ran == []

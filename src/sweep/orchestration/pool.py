@@ -49,11 +49,14 @@ class WorkerPool(Protocol):
 
 
 def admit(ready: Ready, coordinator_version: str | None = None) -> Ready:
-    """A worker that said Ready may take tasks only if it runs this coordinator's lorasweep."""
+    """A worker that said Ready may take tasks only if it runs this coordinator's lorasweep and can use what it was
+    given (a GPU torch cannot see is a broken environment, not a reason to train on the CPU)."""
     try:
         check_version(ready.version, coordinator_version or version())
     except VersionMismatch as exc:
         raise WorkerStartupError(f"worker {ready.wid} on {ready.where.host}: {exc}") from None
+    if ready.problem:
+        raise WorkerStartupError(f"worker {ready.wid} on {ready.where.host}: {ready.problem}")
     return ready
 
 

@@ -127,6 +127,7 @@ class Ready:
     wid: int
     where: Placement
     version: str = ""
+    problem: str = ""  # why this worker cannot take tasks (a GPU torch cannot use): refused at start, with this reason
 
 
 @dataclass(frozen=True)

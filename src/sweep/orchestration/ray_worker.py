@@ -28,7 +28,7 @@ from pathlib import Path
 from sweep.orchestration import shipped
 from sweep.orchestration.protocol import (Done, Event, Placement, PruneReply, Ready, Report, Shipped, Started, Task,
                                           TrialTask, version)
-from sweep.orchestration.worker import execute, memory_mb
+from sweep.orchestration.worker import execute, gpu_problem, memory_mb
 from sweep.text import one_line
 
 
@@ -57,7 +57,7 @@ class TrialActor:
 
         gpu = ",".join(str(g) for g in ray.get_gpu_ids())
         self.where = Placement.here(gpu, ray.get_runtime_context().get_node_id(), torch.get_num_threads())
-        return Ready(self.wid, self.where, version())
+        return Ready(self.wid, self.where, version(), gpu_problem(gpu))
 
     def ping(self) -> bool:
         return True

@@ -230,7 +230,7 @@ def worker_main(conn, worker_id: int, gpu: str | None, threads: int) -> None:
     link = Link(conn, worker_id)
     try:
         where = _warm_up(threads, gpu)
-        link.send(Ready(worker_id, where, version()))
+        link.send(Ready(worker_id, where, version(), gpu_problem(gpu)))
         threading.Thread(target=_preload, name="preload", daemon=True).start()
         finisher = Finisher(link)
         while True:
@@ -248,6 +248,30 @@ def worker_main(conn, worker_id: int, gpu: str | None, threads: int) -> None:
                     finisher.submit(n, close)
     except (EOFError, OSError, BrokenPipeError):
         return  # the coordinator is gone: leave quietly
+
+
+def gpu_problem(gpu: str | None) -> str:
+    """Why torch in this process cannot use the GPU(s) this worker was given ("" when it can, or when it was given
+    none): a CPU wheel, a driver too old for the wheel's CUDA, CUDA_VISIBLE_DEVICES naming no usable device. A
+    worker with a problem is refused at start; it never trains on the CPU instead."""
+    if not gpu:
+        return ""
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings(record=True) as caught:  # torch says why in a warning (old driver, no device)
+        warnings.simplefilter("always")
+        usable = torch.cuda.is_available()
+        count = torch.cuda.device_count() if usable else 0
+    wanted = len([g for g in gpu.split(",") if g.strip()])
+    if usable and count >= wanted:
+        return ""
+    build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+    why = "; ".join(dict.fromkeys(str(w.message).splitlines()[0] for w in caught)) or (
+        "torch.cuda.is_available() is False" if not usable else f"it sees {count} of them")
+    return (f"was given GPU {gpu} (CUDA_VISIBLE_DEVICES) but torch {torch.__version__} ({build}) cannot use it: {why} "
+            "(install the CUDA build of torch for this driver: make install on the GPU host)")
 
 
 def _preload() -> None:
