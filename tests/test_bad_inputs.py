@@ -19,7 +19,9 @@ def _files(tmp: Path) -> dict[str, str]:
     (tmp / "empty.jsonl").write_text("")
     (tmp / "broken.jsonl").write_text('{"text": "fine", "label": "a"}\n{not json\n')
     (tmp / "good.jsonl").write_text(GOOD_ROWS)
-    return {"empty": str(tmp / "empty.jsonl"), "broken": str(tmp / "broken.jsonl"), "good": str(tmp / "good.jsonl")}
+    (tmp / "one_label.jsonl").write_text("".join(f'{{"text": "row {i}", "label": "a"}}\n' for i in range(8)))
+    return {"empty": str(tmp / "empty.jsonl"), "broken": str(tmp / "broken.jsonl"), "good": str(tmp / "good.jsonl"),
+            "one_label": str(tmp / "one_label.jsonl")}
 
 
 # (case id, arguments, the key the line must name, a fragment of the fix it must give)
@@ -53,6 +55,7 @@ CASES = [
      "one of those columns"),
     ("label-column", ["data=local_jsonl", "data.train_file={good}", "data.label_field=category"], "data.label_field",
      "one of those columns"),
+    ("one-label", ["data=local_jsonl", "data.train_file={one_label}"], "data.label_field", "at least two labels"),
     ("storage-scheme", ["sweep.storage=redis://127.0.0.1/0"], "sweep.storage", "postgresql://"),
     ("postgres-unreachable", ["sweep.storage=postgresql://nobody@127.0.0.1:9/none"], "sweep.storage", "start the database server"),
     ("mlflow-unwritable", ["tracking.tracking_uri=sqlite:////proc/lorasweep/mlflow.db"], "tracking.tracking_uri", "tracking=none"),
@@ -129,3 +132,27 @@ def test_reproduce_bad_hash(prefix, words, in_tmp, capsys):
     assert len(err) == 1 and err[0].startswith("error: config-hash prefix") or err[0].startswith("error: no trial with")
     assert words in err[0]
     assert not (in_tmp / "sweeps").exists() and not (in_tmp / ".mlflow").exists()
+
+
+def test_eval_label_with_one_train_example_is_warned_before_the_sweep_and_in_its_summary(in_tmp, capsys, monkeypatch):
+    """Preflight's warning is printed before any worker starts and again at the end of the summary."""
+    from sweep.orchestration import coordinator
+    from sweep.orchestration.summary import SweepSummary
+
+    (in_tmp / "train.jsonl").write_text("".join(f'{{"text": "row {i}", "label": "{y}"}}\n' for i, y in enumerate("aaabcc")))
+    (in_tmp / "eval.jsonl").write_text('{"text": "e0", "label": "a"}\n{"text": "e1", "label": "b"}\n')
+    started = []
+
+    def fake_run(self):
+        started.append(capsys.readouterr().err)  # what was on stderr when the sweep began
+        return SweepSummary(self.study_name, "sqlite:///x", 1, 0, 0, 1.0, 1.0)
+
+    monkeypatch.setattr(coordinator.Coordinator, "__init__", lambda self, run: setattr(self, "study_name", run.study_name))
+    monkeypatch.setattr(coordinator.Coordinator, "run", fake_run)
+    args = [*SMOKE, "tracking=none", "data=local_jsonl", f"data.train_file={in_tmp / 'train.jsonl'}",
+            f"data.eval_file={in_tmp / 'eval.jsonl'}"]
+    assert main(args) == 0
+    warning = "warning: data.label_field: eval label ['b'] of "
+    assert started and started[0].startswith(warning) and "single train example" in started[0]
+    assert started[0].count("\n") == 1
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith(warning)

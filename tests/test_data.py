@@ -247,6 +247,49 @@ def test_eval_label_unseen_in_train_error(tmp_path):
                    eval_file=str(eval))
 
 
+def _jsonl(path, labels, prefix="t"):
+    path.write_text("".join(json.dumps({"text": f"{prefix} {i}", "label": y}) + "\n" for i, y in enumerate(labels)))
+    return path
+
+
+@pytest.mark.parametrize("labels", [["a"] * 10, [3] * 10], ids=["string", "integer"])
+def test_one_label_is_an_error(tmp_path, labels):
+    path = _jsonl(tmp_path / "train.jsonl", labels)
+    err = one_line_error(r"^data\.label_field: all 10 train records of .* have label", source="local", train_file=str(path))
+    assert str(path) in str(err) and "at least two labels" in str(err) and "data.label_field names the label column" in str(err)
+
+
+def test_one_label_left_after_the_subsample_is_an_error(tmp_path):
+    path = _jsonl(tmp_path / "train.jsonl", ["a"] * 30 + ["b"])
+    eval = _jsonl(tmp_path / "eval.jsonl", ["a", "a"], "e")
+    one_line_error(r"^data\.label_field: after the data\.train_size=3 subsample only label 'a' is left .*raise data\.train_size",
+                   source="local", train_file=str(path), eval_file=str(eval), train_size=3)
+
+
+def test_eval_label_with_one_train_example_is_a_warning(tmp_path):
+    from sweep.data import label_warnings
+
+    train = _jsonl(tmp_path / "train.jsonl", ["a", "a", "a", "b", "c", "c"])
+    eval = _jsonl(tmp_path / "eval.jsonl", ["a", "b", "c"], "e")
+    rec = local(train, eval_file=str(eval))
+    (line,) = label_warnings(rec, str(train))
+    assert line.startswith("data.label_field: eval label ['b'] of ") and "has a single train example" in line
+    rec = local(_jsonl(tmp_path / "ok.jsonl", ["a", "a", "b", "b"]), eval_file=str(_jsonl(tmp_path / "e2.jsonl", ["a", "b"])))
+    assert label_warnings(rec, "x") == []
+
+
+def test_eval_label_left_without_train_examples_by_the_holdout_is_a_warning(tmp_path):
+    from sweep.data import label_warnings
+
+    path = tmp_path / "train.csv"  # seed 42 holds out the third record, the only label 1
+    pd.DataFrame({"text": ["a b", "c d", "e f", "g h", "i j"], "label": [0, 2, 1, 2, 0]}).to_csv(path, index=False)
+    rec = local(path)
+    assert [r["label"] for r in rec.eval] == [1]
+    (line,) = label_warnings(rec, str(path))
+    assert line.startswith("data.label_field: eval label ['1'] of ") and "no train example left" in line
+    assert "data.eval_file" in line
+
+
 def test_missing_label_value_error(tmp_path):
     path = tmp_path / "train.csv"
     pd.DataFrame({"text": ["a", "b", "c"], "label": ["x", None, "y"]}).to_csv(path, index=False)

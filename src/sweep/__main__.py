@@ -14,7 +14,9 @@ Runs (or resumes) an Optuna study of LoRA trials composed by Hydra from the ship
   --config-dir DIR   add your own groups and experiments (DIR/experiment/x.yaml, DIR/model/y.yaml, ...) beside
                      the shipped ones; select them by name (+experiment=x model=y)
   --cfg              print the composed config and exit
-Study state: sweeps/<study>/ (sqlite) or sweep.storage=<any Optuna storage URL>.
+Study state: sweeps/<study>/ (sqlite) or sweep.storage=<any Optuna storage URL>. A study name (sweep.study_name,
+else the experiment's name) is letters, digits and . _ - only; the MLflow experiment may be named apart, / allowed
+(sweep.experiment_name=team/intent).
 Runs: MLflow at tracking.tracking_uri (default sqlite:///.mlflow/mlflow.db); `make ui` opens it.
 Report: python -m sweep.report <study>.   One trial: python -m sweep.trial [overrides].
 Exit codes: 0 done, 1 no trial completed, 2 bad input, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
@@ -44,7 +46,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         from sweep.orchestration.preflight import preflight
 
-        preflight(run)
+        warnings = preflight(run)
+        for line in warnings:
+            print(f"warning: {line}", file=sys.stderr)
         from sweep.orchestration.coordinator import Coordinator
         from sweep.orchestration.summary import print_summary
 
@@ -56,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     except WorkerStartupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print_summary(summary, run)
+    print_summary(summary, run, warnings)
     if summary.interrupted:
         return 143 if coordinator.terminated else 130
     return 0 if summary.n_complete + summary.n_pruned > 0 else 1

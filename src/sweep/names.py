@@ -12,7 +12,8 @@ limit, and it also fits where studies are spelled elsewhere: MLflow tag keys (`l
 the quoted values of MLflow search filters, PEFT adapter names.
 
 Where it is checked, before anything is written:
-  sweep.study_name (`name` when it is null)  config/compose.parse, collected with every other config problem
+  sweep.study_name (`name` when it is null)  config/compose.parse, collected with every other config problem (so
+                                             python -m sweep and python -m sweep.trial both refuse it)
   python -m sweep.report STUDY               report/__main__.py, unless STUDY is an existing study (below)
   python -m sweep.multitask STUDY ...        multitask/__main__.py, each study the same way
   python -m sweep.reproduce PREFIX           takes a config hash (hexadecimal, reproduce/lookup.py), never a name
@@ -26,8 +27,8 @@ Optuna study names inside the main study's storage and never a folder, so they n
 
 Studies named before the rule (`team/intent`, made by an older version) stay readable: `python -m sweep.report`
 and `python -m sweep.multitask` look a study up by its exact name first (MLflow experiment or study tag) and,
-when it exists, write into `folder_for(name)` (the name made safe: `team/intent` -> `team_intent`) and say so on
-stderr. A name is refused only where it would create a new path: `python -m sweep` refuses it even for a folder
+when it exists, write into `folder_for(name)` (the name made safe: `team/intent` -> `team_intent`; the report says
+so on stderr). A name is refused only where it would create a new path: `python -m sweep` refuses it even for a folder
 an older version made (resuming writes new trial folders there); copy such a study under a safe name
 (`optuna.copy_study`) to run it on.
 """
@@ -75,19 +76,20 @@ def _why(value) -> str | None:
     return None
 
 
-def path_name_problem(key: str, value, hint: str = "") -> str | None:
-    """`key: problem (fix)` when `value` cannot be one folder's name, else None (to collect with other problems);
-    `hint` is added to the fix."""
+def path_name_problem(key: str, value, hint: str = "", example: str | None = None) -> str | None:
+    """`key: problem (fix)` when `value` cannot be one folder's name, else None (to collect with other problems).
+    The fix suggests `example` with the safe form of `value` in place of `{}` (default `key={}`), then `hint`."""
     why = _why(value)
     if why is None:
         return None
     shown = _shown(value) if isinstance(value, str) else repr(value)
-    return f"{key}: {shown} cannot name a folder: it {why} (use {ALLOWED}; e.g. {key}={folder_for(value)}{hint})"
+    suggestion = (example or f"{key}={{}}").format(folder_for(value))
+    return f"{key}: {shown} cannot name a folder: it {why} (use {ALLOWED}; e.g. {suggestion}{hint})"
 
 
-def check_path_name(key: str, value) -> str:
+def check_path_name(key: str, value, example: str | None = None) -> str:
     """`value` when it is a safe folder name; else a ConfigError naming `key` and the allowed characters."""
-    problem = path_name_problem(key, value)
+    problem = path_name_problem(key, value, example=example)
     if problem:
         raise ConfigError([problem])
     return value
@@ -97,12 +99,12 @@ def is_path_name(value) -> bool:
     return _why(value) is None
 
 
-def check_existing_or_path_name(key: str, value, exists) -> str:
+def check_existing_or_path_name(key: str, value, exists, example: str | None = None) -> str:
     """A name that is read and may be written: an existing record (`exists()`) by its exact name, whatever it is;
     otherwise `check_path_name`. `exists` is only called for a name the rule refuses."""
     if is_path_name(value) or exists():
         return value
-    return check_path_name(key, value)
+    return check_path_name(key, value, example)
 
 
 def display_name_problem(key: str, value) -> str | None:

@@ -205,7 +205,8 @@ def parse(resolved: dict, overrides: list[str] | None = None, config_dirs: list[
         from sweep.names import path_name_problem
 
         key, value = ("sweep.study_name", sweep_cfg.study_name) if sweep_cfg.study_name is not None else ("name", name)
-        hint = "; a / belongs in sweep.experiment_name, the MLflow experiment name" if "/" in str(value) else ""
+        nested = isinstance(value, str) and "/" in value and ".." not in value and not value.startswith("/")
+        hint = "; a / belongs in sweep.experiment_name, the MLflow experiment name" if nested else ""
         problem = path_name_problem(key, value, hint)
         if problem:
             p.extend([problem])

@@ -219,6 +219,11 @@ def _label_names(train: list, eval: list, where: str, known: list[str] | None) -
     else:
         names = sorted(dict.fromkeys(train))
         mapping = {name: i for i, name in enumerate(names)}
+    distinct = sorted(dict.fromkeys(train), key=str)
+    if len(distinct) < 2:
+        raise DataError(f"data.label_field: all {len(train)} train records of {where} have label {distinct[0]!r} "
+                        f"(a classification task needs at least two labels: add records of another label to "
+                        f"{where}, or check that data.label_field names the label column)")
     unseen = sorted(dict.fromkeys(v for v in eval if v not in mapping), key=str)
     if unseen:
         raise DataError(f"data.label_field: eval labels {unseen[:5]} never occur in the train data of {where} "
@@ -251,6 +256,46 @@ def holdout(records: list[dict], seed: int) -> tuple[list[dict], list[dict]]:
     n_eval = max(1, round(HOLDOUT_FRACTION * len(records)))
     picked = set(_rng(seed, "holdout").sample(range(len(records)), n_eval))
     return ([r for i, r in enumerate(records) if i not in picked], [r for i, r in enumerate(records) if i in picked])
+
+
+# ---------------------------------------------------------------- labels after the split
+
+def _check_split_labels(before: list[dict], train: list[dict], names: list[str], where: str, *, held_out: bool,
+                        train_size: int | None) -> None:
+    """Train keeps at least two labels once the eval split is held out (`before`: train after that) and train is
+    subsampled. (An eval label left without train records is a warning: `label_warnings`.)"""
+    seen = {r["label"] for r in train}
+    if len(seen) < 2:
+        if held_out and len({r["label"] for r in before}) < 2:
+            what, fix = "holding out the eval split", "set data.eval_file, or add train records of other labels"
+        else:
+            what, fix = f"the data.train_size={train_size} subsample", "raise data.train_size"
+        raise DataError(f"data.label_field: after {what} only label {names[min(seen)]!r} is left in the train records "
+                        f"of {where} (a classification task needs at least two labels; {fix})")
+
+
+def label_warnings(records: Records, where: str) -> list[str]:
+    """A line each for the eval labels without a train example once the eval split is held out and train is
+    subsampled, and for those with a single one (their accuracy rests on one record)."""
+    if records.task != "classification" or not records.label_names:
+        return []
+    counts: dict[int, int] = {}
+    for r in records.train:
+        counts[r["label"]] = counts.get(r["label"], 0) + 1
+    out = []
+    for n, text in ((0, "no train example left after the held-out eval split or the data.train_size subsample "
+                        "(the model cannot learn {it}: set data.eval_file or raise data.train_size)"),
+                    (1, "a single train example (the model barely sees {it}: add train records, or read {its} "
+                        "accuracy with care)")):
+        labels = sorted({r["label"] for r in records.eval if counts.get(r["label"], 0) == n})
+        if not labels:
+            continue
+        shown = [records.label_names[i] for i in labels]
+        many = len(shown) > 1
+        out.append(f"data.label_field: eval label{'s' if many else ''} {shown[:5]}{' ...' if len(shown) > 5 else ''} "
+                   f"of {where} {'have' if many else 'has'} "
+                   + text.format(it="them" if many else "it", its="their" if many else "its"))
+    return out
 
 
 # ---------------------------------------------------------------- the one entry point
@@ -297,12 +342,16 @@ def load_records(*, task: str, source: str, name: str | None, train_file: str | 
         train = _instruction_records(train_rows, train_where, fields=fields)
         eval = _instruction_records(eval_rows, eval_where, fields=fields) if eval_rows is not None else None
 
+    held_out = eval is None
     if eval is None:
         if len(train) < 2:
             raise DataError(f"data.eval_file: {train_where} has {len(train)} record, too few to hold out an eval split "
                             f"(set data.eval_file or add records)")
         train, eval = holdout(train, seed)
+    before = train
     train = subsample(train, train_size, seed, "train")
     eval = subsample(eval, eval_size, seed, "eval")
+    if task == "classification":
+        _check_split_labels(before, train, label_names, train_where, held_out=held_out, train_size=train_size)
     return Records(task=task, train=train, eval=eval, label_names=label_names,
                    fingerprint=fingerprint(task, label_names, train, eval))

@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         for study in args.studies:  # each names a folder part and a temporary folder; an existing one is read as named
-            check_existing_or_path_name("study", study, lambda s=study: study_exists(s, args.tracking_uri))
+            check_existing_or_path_name("study", study, lambda s=study: study_exists(s, args.tracking_uri),
+                                        example=f"python -m sweep.multitask ... {{}} ...")
         hashes = _pairs(args.hash, "--hash", "PREFIX")
         shares = {k: _weight(k, v) for k, v in _pairs(args.share, "--share", "WEIGHT").items()}
         settings = ServeSettings(switch_iters=args.switch_iters, latency_iters=args.latency_iters,

@@ -1,6 +1,7 @@
 """Checks done before any worker starts, any model is trained or anything is written.
 
-The data is loaded (columns, labels, empty or malformed files); the base config's adapter
+The data is loaded (columns, labels, empty or malformed files, fewer than two labels; a warning for an eval
+label with one train example or none after the split); the base config's adapter
 plan is built against the model's module inventory (meta device: no weights); every
 explicit target list and group option in the search space is tried; every space key must
 name an existing config key; the Optuna storage and the MLflow store must be usable; with
@@ -13,20 +14,23 @@ from sweep.config.compose import RunConfig, compose_dict, get_path
 from sweep.config.errors import ConfigError, Problems
 
 
-def check_data(data, seed: int) -> None:
-    """Load the dataset once (not from the hub: that happens in the trial) so bad files fail here."""
+def check_data(data, seed: int) -> list[str]:
+    """Load the dataset once (not from the hub: that happens in the trial) so bad files fail here; returns the
+    warnings about it (an eval label with a single train example, or none left after the split)."""
     if data.source == "hub":
-        return
-    from sweep.data import DataError, load_records
+        return []
+    from sweep.data import DataError, label_warnings, load_records
 
     try:
-        load_records(task=data.task, source=data.source, name=data.name, train_file=data.train_file,
+        records = load_records(task=data.task, source=data.source, name=data.name, train_file=data.train_file,
                      eval_file=data.eval_file, train_split=data.train_split, eval_split=data.eval_split,
                      text_field=data.text_field, label_field=data.label_field, instruction_field=data.instruction_field,
                      input_field=data.input_field, output_field=data.output_field, train_size=data.train_size,
                      eval_size=data.eval_size, seed=seed)
     except DataError as exc:
         raise ConfigError([str(exc)]) from None
+    where = data.train_file if data.source == "local" else f"built-in dataset {data.name!r}"
+    return label_warnings(records, where)
 
 
 def check_stores(run: RunConfig) -> None:
@@ -39,14 +43,17 @@ def check_stores(run: RunConfig) -> None:
         check_store(run.tracking.tracking_uri, run.tracking.artifact_location)
 
 
-def preflight(run: RunConfig) -> None:
+def preflight(run: RunConfig) -> list[str]:
+    """Every check above, or a ConfigError; returns the warnings (one line each, `key: what (fix)`) the sweep goes on
+    with: `python -m sweep` prints them before the first trial and again in the summary."""
     if run.sweep.backend == "ray":  # the cluster answers and every node can reach the MLflow store
         from sweep.orchestration.ray_connect import check_cluster
 
         check_cluster(run)
-    check_data(run.trial.data, run.trial.train.seed)
+    warnings = check_data(run.trial.data, run.trial.train.seed)
     _check_structure(run)
     check_stores(run)
+    return warnings
 
 
 def _check_structure(run: RunConfig) -> None:

@@ -41,7 +41,9 @@ def best_trials(study) -> list[dict]:
     return out[:BEST_SHOWN]
 
 
-def print_summary(s: SweepSummary, run: RunConfig) -> None:
+def print_summary(s: SweepSummary, run: RunConfig, warnings: list[str] | tuple[str, ...] = ()) -> None:
+    """The end of `python -m sweep`: counts, times, best trials, where everything is, and preflight's warnings again
+    (they were printed before the first trial, long scrolled away by now)."""
     share = s.trial_compute_s / s.wall_s if s.wall_s else 0.0
     print(f"\nstudy {s.study_name}: {s.n_complete} complete, {s.n_pruned} pruned, {s.n_failed} failed"
           + (" (interrupted; rerun the same command to resume)" if s.interrupted else ""))
@@ -55,5 +57,7 @@ def print_summary(s: SweepSummary, run: RunConfig) -> None:
             print(f"  #{b['number']} [{b['hash']}] {vals}  ({params})")
     print(f"study storage: {s.storage}")
     if run.tracking.backend == "mlflow":
-        print(f"MLflow: {run.tracking.tracking_uri} (experiment {s.study_name}); browse with `make ui`")
+        print(f"MLflow: {run.tracking.tracking_uri} (experiment {run.experiment_name}); browse with `make ui`")
     print(f"report: python -m sweep.report {s.study_name}")
+    for line in warnings:
+        print(f"warning: {line}")

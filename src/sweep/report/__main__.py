@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             study = load_study(args.study, args.tracking_uri)
         except ReportError:
-            check_path_name("study", args.study)  # not a study: a name that could not be one is the first problem
+            # not a study: a name that could not be one is the first problem
+            check_path_name("study", args.study, example="python -m sweep.report {}")
             raise
         files = write_report(study, report_cost(study, args.overrides, args.config_dir), args.out)
     except (ConfigError, ReportError) as exc:
