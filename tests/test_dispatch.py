@@ -262,3 +262,55 @@ def test_a_worker_given_a_gpu_torch_cannot_use_fails_at_start_with_the_reason(tm
     with pytest.raises(WorkerStartupError, match="was given GPU 0"):
         sweep(tmp_path, runner=runner)
     assert runner.ran == []
+
+
+def test_incremental_counts_equal_a_full_read_at_every_step(tmp_path):
+    """SweepStudy.counts tallies a finished trial once; at every step of a random history (asks, tells of every
+    state, reuse, hashes, arms, a second reader of the same storage) it equals a walk over every trial."""
+    import random
+
+    from sweep.orchestration.study import STATES, SweepStudy
+
+    def full(study, group):
+        c = dict.fromkeys(STATES, 0)
+        filled, completed, running = {}, {}, {}
+        for t in study.study.get_trials(deepcopy=False):
+            s, a = t.state.name, t.user_attrs
+            c[s] += 1
+            if s in ("COMPLETE", "PRUNED", "RUNNING") and a.get(group) is not None:
+                filled[a[group]] = filled.get(a[group], 0) + 1
+            h = a.get(R.CONFIG_HASH)
+            if h is not None and s == "COMPLETE" and R.REUSED_FROM not in a:
+                completed.setdefault(h, t.number)
+            elif h is not None and s == "RUNNING":
+                running.setdefault(h, []).append(t.number)
+        return c, filled, completed, running
+
+    run = compose(["tracking=none", "sweep.objectives=[eval_accuracy]"])
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study, other = SweepStudy(run.sweep, "s", url), SweepStudy(run.sweep, "s", url)
+    rng = random.Random(0)
+    open_trials: list[int] = []
+    for step in range(150):
+        writer = study if rng.random() < 0.7 else other  # another coordinator on the same storage
+        if not open_trials or rng.random() < 0.5:
+            n = writer.study.ask().number
+            writer.set_config_hash(n, f"h{rng.randrange(8)}")
+            writer.set_arm(n, f"arm{rng.randrange(2)}", n)
+            open_trials.append(n)
+        else:
+            n = open_trials.pop(rng.randrange(len(open_trials)))
+            kind = rng.choice(["complete", "reused", "pruned", "fail"])
+            if kind == "reused":
+                writer.set_reused(n, 0, {}, None)
+            if kind in ("complete", "reused"):
+                writer.study.tell(n, [rng.random()])
+            else:
+                writer.study.tell(n, state=optuna.trial.TrialState.PRUNED if kind == "pruned" else optuna.trial.TrialState.FAIL)
+        for reader in (study, other):
+            c = reader.counts(R.ARM)
+            states, filled, completed, running = full(reader, R.ARM)
+            assert {k: c[k] for k in STATES} == states, step
+            assert c.filled == filled and c.running == running, step
+            assert {h: t.number for h, t in c.completed.items()} == completed, step
+            assert c["finished"] == states["COMPLETE"] + states["PRUNED"]

@@ -43,13 +43,14 @@ class _Worker:
 
 class InProcessPool:
     def __init__(self, runner: Callable[[Task], TrialResult | object], workers: int = 1, *, tracked_later: bool = False,
-                 version_of_workers: str | None = None):
+                 version_of_workers: str | None = None, keep_tasks: bool = True):
         self.runner = runner
         self.workers = [_Worker(i) for i in range(workers)]
         self.tracked_later = tracked_later
         self.worker_version = version_of_workers  # None: this process's (a test gives another to see it refused)
         self.queue: deque[Event] = deque()
-        self.submitted: list[tuple[int, Task]] = []  # every (worker, task) handed over, in order
+        self.keep_tasks = keep_tasks  # False (benchmarks/scale.py): the harness keeps nothing that grows per trial
+        self.submitted: list[tuple[int, Task]] = []  # every (worker, task) handed over, in order (with keep_tasks)
         self.killed: list[tuple[int, str]] = []
         self.replies: list[tuple[int, PruneReply]] = []
         self.stopped = False
@@ -68,7 +69,8 @@ class InProcessPool:
         w = self.workers[wid]
         assert w.ready and w.task is None, f"worker {wid} is not idle"
         w.task = task
-        self.submitted.append((wid, task))
+        if self.keep_tasks:
+            self.submitted.append((wid, task))
 
     def reply(self, wid: int, message: PruneReply) -> None:
         self.replies.append((wid, message))

@@ -153,6 +153,57 @@ class Counts(dict):
         self.running: dict[str, list[int]] = {}  # config hash -> trial numbers
 
 
+_FINAL = ("COMPLETE", "PRUNED", "FAIL")
+
+
+class _Tally:
+    """The finished trials' share of `Counts`, added once per trial (see SweepStudy.counts)."""
+
+    def __init__(self, group_attr: str | None):
+        self.group_attr = group_attr
+        self.states = dict.fromkeys(STATES, 0)
+        self.filled: dict[Any, int] = {}
+        self.completed: dict[str, Any] = {}
+        self.done: set[int] = set()  # numbers of the finished trials tallied
+        self.first_open = 0  # every trial numbered below this is tallied
+
+    def _add(self, t, c: Counts | None) -> None:
+        """Trial `t` into the tally (finished) or into this read `c` only (not finished)."""
+        state, attrs = t.state.name, t.user_attrs
+        final = state in _FINAL
+        states, filled = (self.states, self.filled) if final else (c, c.filled)
+        if state in states:
+            states[state] += 1
+        if self.group_attr is not None and state in ("COMPLETE", "PRUNED", "RUNNING"):
+            key = attrs.get(self.group_attr)
+            if key is not None:
+                filled[key] = filled.get(key, 0) + 1
+        h = attrs.get(R.CONFIG_HASH)
+        if h is not None:
+            if state == "COMPLETE" and R.REUSED_FROM not in attrs:
+                prior = self.completed.get(h)
+                if prior is None or t.number < prior.number:  # the first trial that completed it
+                    self.completed[h] = t
+            elif state == "RUNNING":
+                c.running.setdefault(h, []).append(t.number)
+        if final:
+            self.done.add(t.number)
+
+    def counts(self, trials: list) -> Counts:
+        c = Counts.fromkeys(STATES, 0)
+        for t in trials[self.first_open:]:
+            if t.number not in self.done:
+                self._add(t, c)
+        while self.first_open < len(trials) and trials[self.first_open].number in self.done:
+            self.first_open += 1
+        for k, v in self.states.items():
+            c[k] += v
+        for k, v in self.filled.items():
+            c.filled[k] = c.filled.get(k, 0) + v
+        c.completed = dict(self.completed)
+        return c
+
+
 class SweepStudy:
     """One study in its storage, with the operations the coordinator needs by trial number."""
 
@@ -167,6 +218,7 @@ class SweepStudy:
         self.study = open_study(sweep_cfg, study_name, self.storage, sampler=sampler, pruner=pruner)
         self.study_id = self.storage.get_study_id_from_name(study_name)
         self._ids: dict[int, int] = {}
+        self._tallies: dict[str | None, _Tally] = {}
 
     def trial_id(self, number: int) -> int:
         if number not in self._ids:
@@ -178,24 +230,17 @@ class SweepStudy:
         config-hash indexes (see Counts); with `group_attr`, also how many trials are finished or running per value
         of that user attribute (`.filled`).
 
-        Read with one get_trials through the study's cached storage (finished trials come from memory): Optuna's
-        get_n_trials loads every trial with all its attributes, once per state."""
-        c = Counts.fromkeys(STATES, 0)
-        for t in self.study.get_trials(deepcopy=False):  # in trial-number order
-            state, attrs = t.state.name, t.user_attrs
-            if state in c:
-                c[state] += 1
-            if group_attr is not None and state in ("COMPLETE", "PRUNED", "RUNNING"):
-                key = attrs.get(group_attr)
-                if key is not None:
-                    c.filled[key] = c.filled.get(key, 0) + 1
-            h = attrs.get(R.CONFIG_HASH)
-            if h is None:
-                continue
-            if state == "COMPLETE" and R.REUSED_FROM not in attrs:
-                c.completed.setdefault(h, t)
-            elif state == "RUNNING":
-                c.running.setdefault(h, []).append(t.number)
+        One get_trials through the study's cached storage (finished trials come from memory; Optuna's get_n_trials
+        would load every trial once per state), and incremental: a finished trial never changes state, nor the
+        attributes counted here (all written before it is told), so its share is added once to a running tally
+        (`_Tally`) and only the trials not finished when last read are looked at again. The cost per read is then
+        the storage's, not a walk over every trial's attributes: a study of 10,000 trials is read as fast as one
+        of 100 (benchmarks/scale.py)."""
+        tally = self._tallies.get(group_attr)
+        if tally is None:
+            tally = self._tallies[group_attr] = _Tally(group_attr)
+        trials = self.study.get_trials(deepcopy=False)  # in trial-number order, numbers 0..n-1
+        c = tally.counts(trials)
         c["finished"] = c["COMPLETE"] + c["PRUNED"]
         return c
 
