@@ -22,6 +22,7 @@ from sweep.config.schema import TrialConfig
 
 # recorded 2026-12-01 from the shipped conf/ before the INTRODUCED registry existed
 BASE_HASHES = {
+    "fit_24gb": "af1f5ce1d22b",  # added 2026-12-04 (issue 19), with train.optimizer and lora.loraplus_lr_ratio registered
     "layerwise_ranks": "9285fa412d4a",
     "llm_layerwise": "0a2c34c42d02",
     "llm_qlora": "77c548d6a16e",
@@ -51,6 +52,7 @@ POINT_HASHES = [
 
 # baseline keys (sweep.baseline.baseline_key: the same canonical form over model, quant, data and a few train keys)
 BASELINE_KEYS = {
+    "fit_24gb": "e06d85d61a7c",
     "layerwise_ranks": "bbc581036017",
     "llm_layerwise": "77c3c2138811",
     "llm_qlora": "77c3c2138811",
@@ -141,6 +143,11 @@ def _with(d: dict, path: str, value):
     ("train.label_smoothing", 0.0, 0.1),
 ])
 def test_a_field_at_its_introduction_default_leaves_the_hash(cfg_dict, monkeypatch, path, default, other):
+    # the mechanism on a field as it is introduced: an old config without it, nothing registered yet (train.optimizer
+    # and lora.loraplus_lr_ratio exist and are registered since issue 19: start each case from before that)
+    monkeypatch.delitem(INTRODUCED, path, raising=False)
+    group, _, key = path.partition(".")
+    cfg_dict[group].pop(key, None)
     before = hashing.hash_dict(cfg_dict)
     assert hashing.hash_dict(_with(cfg_dict, path, default)) != before, "unregistered, a new field is hashed"
     monkeypatch.setitem(INTRODUCED, path, default)

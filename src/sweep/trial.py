@@ -189,7 +189,7 @@ def _execute(cfg: TrialConfig, *, reporter: Reporter, tracker: Tracker, out: Pat
         phase.end("setup")
         outcome = train(model, prep.train_feats, encode.Collator(prep.tok, causal=d.task != "classification"), cfg=t,
                         device=device, eval_fn=lambda: run_eval(model, prep.subset), on_eval=on_eval, on_loss=on_loss,
-                        adalora=cfg.lora.method == "adalora")
+                        adalora=cfg.lora.method == "adalora", loraplus_lr_ratio=cfg.lora.loraplus_lr_ratio)
         state["phases"]["train"] = outcome.seconds
         state["phases"]["eval"] = outcome.eval_seconds
         state["phases"]["trainer_setup"] = outcome.setup_seconds

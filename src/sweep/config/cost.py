@@ -20,8 +20,9 @@ class CostConfig:
 
     GROUP: ClassVar[str] = "cost"
 
-    hardware: str = "cpu"  # name of the device the prices are for
-    price_per_device_hour: float = 0.0  # USD per device-hour
+    device: str | None = None  # id in sweep/devices.py (a100-80gb, l4, t4, ...): a null hardware / price comes from its entry
+    hardware: str | None = "cpu"  # name of the device the prices are for (null = the device table's name for cost.device)
+    price_per_device_hour: float | None = 0.0  # USD per device-hour (null = the device table's price for cost.device)
     devices_per_trial: int = 1  # devices one trial occupies
     value_per_accuracy_point_per_month: float | None = None  # USD/month per +1 accuracy point over the baseline
     monthly_benefit: float | None = None  # USD/month, fixed benefit (instead of the per-point value)
@@ -34,6 +35,7 @@ class CostConfig:
 
     def __post_init__(self) -> None:
         p = Problems()
+        self._from_device_table(p)
         if not str(self.hardware).strip():
             p.add("cost.hardware", "must name the hardware, e.g. cost.hardware='A100 80GB'")
         for key in ("price_per_device_hour", "monthly_requests", "engineering_cost", "tolerance_points"):
@@ -57,6 +59,27 @@ class CostConfig:
             p.add("cost.baseline_accuracy", f"is a fraction in [0, 1] (e.g. 0.62), got {self.baseline_accuracy}")
         p.raise_if_any()
 
+    def _from_device_table(self, p: Problems) -> None:
+        """Fill a null hardware name and price from sweep/devices.py's entry for cost.device (the one device table)."""
+        from sweep import devices
+
+        entry = None
+        if self.device is not None:
+            entry = devices.BY_ID.get(self.device)
+            if entry is None:
+                p.add("cost.device", f"unknown device id {self.device!r} (one of {devices.ids()}, or null)")
+        if self.hardware is None:
+            if entry is None:
+                p.add("cost.hardware", "is null: name the hardware (cost.hardware='A100 80GB') or set cost.device")
+            self.hardware = entry.name if entry else ""
+        if self.price_per_device_hour is None:
+            if entry is not None and entry.price_usd_h is None:
+                p.add("cost.price_per_device_hour", f"is null and sweep/devices.py has no price for {entry.id}: set "
+                      "cost.price_per_device_hour=<USD per device-hour>")
+            elif entry is None:
+                p.add("cost.price_per_device_hour", "is null: set a price or cost.device with a price in sweep/devices.py")
+            self.price_per_device_hour = entry.price_usd_h if entry and entry.price_usd_h is not None else 0.0
+
     @classmethod
     def from_dict(cls, d: dict) -> "CostConfig":
         """Typed, validated CostConfig; unknown keys and wrong types are reported with the checks, one line each."""
@@ -67,6 +90,7 @@ class CostConfig:
 
 # what each input means, for the report's assumptions table
 INPUT_UNITS: dict[str, str] = {
+    "device": "id in sweep/devices.py (null = none)",
     "hardware": "device the prices are for",
     "price_per_device_hour": "USD per device-hour",
     "devices_per_trial": "devices per trial",

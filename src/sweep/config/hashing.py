@@ -37,7 +37,15 @@ HASH_LENGTH = 12
 # Fields added before this registry (data.prompt_format, model.gguf_file, train.eval_subset and the adaptive latency
 # keys train.latency_min_iters/latency_max_iters/latency_rel_ci, 2026-11-23/24) each moved every hash once then; they
 # stay plainly hashed, as today's hashes include them.
-INTRODUCED: dict[str, Any] = {}
+INTRODUCED: dict[str, Any] = {
+    # 2026-12-04, issue 19: the optimizer became a config key. Before it, TrainingArguments chose its own default, which
+    # is adamw_torch_fused with the torch >= 2.8 the project runs on (transformers' `default_optim`); the trial now
+    # passes that same name explicitly.
+    "train.optimizer": "adamw_torch_fused",
+    # 2026-12-04, issue 19: LoRA+ (PEFT's create_loraplus_optimizer). null = off: one learning rate for A and B, the
+    # Trainer's own optimizer, as before.
+    "lora.loraplus_lr_ratio": None,
+}
 
 _ABSENT = object()  # a key left out of the hashed form
 

@@ -28,6 +28,11 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 DEVICES = ("auto", "cpu", "cuda")
 TARGET_PRESETS = ("qv", "qk", "qkv", "qkvo", "mlp", "all_linear")
+# transformers' `optim` names the sweep offers. adamw_torch_fused is what TrainingArguments picks by default on
+# torch >= 2.8, i.e. what every trial before train.optimizer existed trained with. Every one of them ran a step on CPU
+# with bitsandbytes 0.50.2 (the paged ones fall back to ordinary buffers there, with a warning; tests/test_plan.py
+# steps each), so none needs CUDA and none is refused on a machine without it.
+OPTIMIZERS = ("adamw_torch_fused", "adamw_torch", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit", "adafactor")
 TRIAL_GROUPS = ("model", "data", "lora", "quant", "train")  # the groups that decide a trial's result (and its hash)
 
 
@@ -142,10 +147,17 @@ class LoraConfig:
     adalora_tfinal: float = 0.2  # AdaLoRA: fraction of final steps with frozen ranks
     adalora_delta_t: int = 5  # AdaLoRA: steps between budget updates
     adalora_orth_reg_weight: float = 0.5  # AdaLoRA: orthogonality regulariser weight
+    loraplus_lr_ratio: float | None = None  # LoRA+: learning rate of B = ratio x train.lr (A keeps train.lr); null = off
 
     def __post_init__(self) -> None:
         p = Problems()
         _one_of(p, "lora.method", self.method, LORA_METHODS)
+        if self.loraplus_lr_ratio is not None:
+            _at_least(p, "lora.loraplus_lr_ratio", self.loraplus_lr_ratio, 1,
+                      "B learns faster than A in LoRA+; the paper uses 16; null switches LoRA+ off")
+            if self.method == "adalora":
+                p.add("lora.loraplus_lr_ratio", "LoRA+ is defined for LoRA's A/B pair, not lora.method=adalora; set "
+                      "lora.loraplus_lr_ratio=null")
         _one_of(p, "lora.init", self.init, LORA_INITS)
         _at_least(p, "lora.r", self.r, 1, "LoRA rank must be a positive integer, e.g. lora.r=8")
         if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
@@ -243,6 +255,7 @@ class TrainConfig:
     latency_max_iters: int = 30  # timed calls at most per latency measurement
     latency_rel_ci: float = 0.05  # stop timing once the median's 95% interval half-width is within this share of it
     save_adapter: bool = True  # write the adapter safetensors
+    optimizer: str = "adamw_torch_fused"  # transformers optim name: adamw_torch_fused | adamw_torch | adamw_8bit | paged_adamw_8bit | paged_adamw_32bit | adafactor
 
     def __post_init__(self) -> None:
         p = Problems()
@@ -267,6 +280,7 @@ class TrainConfig:
         _one_of(p, "train.scheduler", self.scheduler, SCHEDULERS)
         _one_of(p, "train.precision", self.precision, PRECISIONS)
         _one_of(p, "train.device", self.device, DEVICES)
+        _one_of(p, "train.optimizer", self.optimizer, OPTIMIZERS)
         p.raise_if_any()
 
 

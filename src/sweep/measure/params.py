@@ -23,17 +23,22 @@ def count_params(model) -> dict[str, float]:
 def weights_mb(model) -> float:
     """MiB the model's weights hold as stored: parameters and buffers (a tied tensor once), a 4-bit weight at its
     packed size plus its quantization state (block scales, the nested scales of double quantization, codebooks).
-    Exact and machine-independent, unlike a peak memory reading: this is what quantization saves on the weights."""
-    seen: set[tuple[int, int]] = set()
+    Exact and machine-independent, unlike a peak memory reading: this is what quantization saves on the weights.
+    Also counts a model on the meta device (sweep.plan): a shared tensor is recognised by its storage, not by its
+    address (every meta tensor has address 0)."""
+    seen: set[tuple[int, int, int]] = set()
+    alive: list = []  # the storages seen, kept referenced so that their ids stay unique while counting
     total = 0
 
     def add(t) -> None:
         nonlocal total
-        if t is None or not hasattr(t, "data_ptr") or t.numel() == 0:
+        if t is None or not hasattr(t, "untyped_storage") or t.numel() == 0:
             return
-        key = (t.data_ptr(), t.numel())
+        st = t.untyped_storage()
+        key = (id(st), t.storage_offset(), t.numel())
         if key not in seen:
             seen.add(key)
+            alive.append(st)
             total += t.numel() * t.element_size()
 
     for p in model.parameters():

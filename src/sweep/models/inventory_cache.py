@@ -34,6 +34,13 @@ def _defining_files(model: ModelConfig) -> list[str]:
             if f.is_file():
                 st = f.stat()
                 out.append(f"{f.resolve()}:{st.st_size}:{st.st_mtime_ns}")
+    if model.source == "hub":
+        from sweep.models.configs import shipped_config_dir
+
+        shipped = shipped_config_dir(model.path)
+        if shipped is not None:
+            st = (shipped / "config.json").stat()
+            out.append(f"{shipped / 'config.json'}:{st.st_size}:{st.st_mtime_ns}")
     if model.source == "packaged":
         try:
             from sweep.models.loader import packaged_path

@@ -100,10 +100,26 @@ def _tiny_config(model: ModelConfig, task: str, num_labels: int | None):
     return cfg
 
 
-def auto_config(model: ModelConfig, task: str, num_labels: int | None):
-    """The transformers config, without weights."""
+def auto_config(model: ModelConfig, task: str, num_labels: int | None, *, structure_only: bool = False):
+    """The transformers config, without weights. `structure_only`: only the architecture is needed (the module
+    inventory, a memory plan), so a hub model whose config.json ships with lorasweep (sweep.models.configs) is read
+    from there, offline; training (build_model) always reads the hub's own."""
     if model.source == "tiny":
         return _tiny_config(model, task, num_labels)
+    if structure_only and model.source == "hub":
+        from sweep.models.configs import shipped_config_dir
+
+        shipped = shipped_config_dir(model.path)
+        if shipped is not None:
+            from transformers import AutoConfig
+
+            cfg = AutoConfig.from_pretrained(str(shipped))
+            if num_labels and task == "classification":
+                cfg.num_labels = num_labels
+            if getattr(cfg, "pad_token_id", None) is None:  # no tokenizer offline; the pad id changes no shape
+                eos = cfg.eos_token_id
+                cfg.pad_token_id = eos[0] if isinstance(eos, list) else eos
+            return cfg
     if model.source == "gguf":
         from sweep.models import gguf
 
@@ -135,7 +151,7 @@ def inventory(model: ModelConfig, task: str, num_labels: int | None = 2) -> Inve
     import torch
     from torch import nn
 
-    cfg = auto_config(model, task, num_labels)
+    cfg = auto_config(model, task, num_labels, structure_only=True)
     with torch.device("meta"):
         m = _auto_class(task).from_config(cfg)
     linears = tuple(

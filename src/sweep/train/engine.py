@@ -79,9 +79,25 @@ def _callbacks(*, eval_fn: Callable[[], dict], every: int, max_steps: int, on_ev
     return SweepCallback()
 
 
+def loraplus_optimizer(model, args, ratio: float):
+    """LoRA+ (PEFT's create_loraplus_optimizer): the optimizer `args.optim` names, built with transformers' own
+    arguments for it, with B's (and 1-D parameters') learning rate `ratio` times A's; train.weight_decay on both
+    groups, as PEFT groups them."""
+    from peft.optimizers import create_loraplus_optimizer
+    from transformers import Trainer
+
+    cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
+    kwargs = {k: v for k, v in kwargs.items() if k != "params"}
+    lr = kwargs.pop("lr", args.learning_rate)
+    return create_loraplus_optimizer(model, cls, lr=lr, loraplus_lr_ratio=ratio,
+                                     loraplus_weight_decay=args.weight_decay, **kwargs)
+
+
 def train(model, train_feats: list[dict], collator, *, cfg: TrainConfig, device: str, eval_fn: Callable[[], dict],
-          on_eval: Callable[[int, dict], bool], on_loss: Callable[[int, float], None], adalora: bool) -> TrainOutcome:
-    """Train `model` in place; raise NonFiniteLoss on a NaN/inf loss."""
+          on_eval: Callable[[int, dict], bool], on_loss: Callable[[int, float], None], adalora: bool,
+          loraplus_lr_ratio: float | None = None) -> TrainOutcome:
+    """Train `model` in place with the optimizer `cfg.optimizer` names (transformers' `optim`), LoRA+ when
+    `loraplus_lr_ratio` is set; raise NonFiniteLoss on a NaN/inf loss."""
     from transformers import PrinterCallback, Trainer, TrainingArguments
 
     steps = total_steps(cfg, len(train_feats))
@@ -97,6 +113,7 @@ def train(model, train_feats: list[dict], collator, *, cfg: TrainConfig, device:
             weight_decay=cfg.weight_decay,
             lr_scheduler_type=cfg.scheduler,
             max_grad_norm=cfg.max_grad_norm,
+            optim=cfg.optimizer,
             bf16=cfg.precision == "bf16",
             fp16=cfg.precision == "fp16",
             gradient_checkpointing=cfg.gradient_checkpointing,
@@ -114,7 +131,9 @@ def train(model, train_feats: list[dict], collator, *, cfg: TrainConfig, device:
         )
         cb = _callbacks(eval_fn=eval_fn, every=cfg.eval_every, max_steps=steps, on_eval=on_eval, on_loss=on_loss,
                         adalora=adalora, state=state)
-        trainer = Trainer(model=model, args=args, train_dataset=train_feats, data_collator=collator, callbacks=[cb])
+        optimizers = (loraplus_optimizer(model, args, loraplus_lr_ratio), None) if loraplus_lr_ratio else (None, None)
+        trainer = Trainer(model=model, args=args, train_dataset=train_feats, data_collator=collator, callbacks=[cb],
+                          optimizers=optimizers)
         trainer.remove_callback(PrinterCallback)  # curves go to the tracker, not to stdout
         t0 = time.perf_counter()
         result = trainer.train()
