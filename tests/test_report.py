@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import time
 from pathlib import Path
 
@@ -259,7 +260,8 @@ def test_cli_error_exit_code(tmp_path, capsys, no_mlflow_engine_for):
     assert not no_mlflow_engine_for
 
 
-def _memory_run(number: int, status_tag: str, run_status: str, cfg: dict, metrics: dict, reason: str = ""):
+def _memory_run(number: int, status_tag: str, run_status: str, cfg: dict, metrics: dict, reason: str = "",
+                extra_tags: dict[str, str] | None = None):
     """An MLflow Run object built in memory (no store): the loader's input."""
     from mlflow.entities import Metric, Param, Run, RunData, RunInfo, RunTag
 
@@ -267,7 +269,7 @@ def _memory_run(number: int, status_tag: str, run_status: str, cfg: dict, metric
     from sweep.tracking.base import flatten
 
     tags = {"lorasweep.role": "trial", "lorasweep.trial_number": str(number), "lorasweep.config_hash": config_hash(cfg),
-            "lorasweep.failure_reason": reason}
+            "lorasweep.failure_reason": reason, **(extra_tags or {})}
     if status_tag:
         tags["lorasweep.status"] = status_tag
     info = RunInfo(f"run{number}", "1", "user", run_status, 1000 + number, None, "active", run_name=f"trial-{number:04d}")
@@ -293,3 +295,67 @@ def test_report_of_a_study_where_nothing_completed(tmp_path):
     assert "nothing to recommend" in md and "OOM: CUDA out of memory" in md and "no reason recorded" in md
     assert "RUNNING" in md and files.html.is_file() and files.pngs == []
     assert "$0.005 over 1 trial run with a known train time" in md  # the failed trial's 5 s at $3.6/h still cost money
+
+
+def test_memory_kind_of_a_device_decides_whether_a_prediction_is_judged():
+    from sweep.measure.memory import CPU_RSS_DELTA, CUDA_ALLOCATED, memory_kind
+
+    assert memory_kind("cuda") == memory_kind("cuda:1") == memory_kind("cuda:NVIDIA H200") == CUDA_ALLOCATED
+    assert memory_kind("cpu") == memory_kind("cpu:x86_64") == CPU_RSS_DELTA and memory_kind("") == ""
+
+
+def _predicted_frame():
+    from sweep.report.load import runs_frame
+
+    gpu, cpu = {"lorasweep.device": "cuda:NVIDIA H200"}, {"lorasweep.device": "cpu:x86_64"}
+    runs = [
+        _memory_run(0, "COMPLETE", "FINISHED", trial_config("qv", 2, 1),
+                    {"predicted_peak_memory_mb": 110.0, "peak_memory_mb": 100.0}, extra_tags=gpu),  # +10%
+        _memory_run(1, "COMPLETE", "FINISHED", trial_config("qv", 4, 1),
+                    {"predicted_peak_memory_mb": 90.0, "peak_memory_mb": 120.0}, extra_tags=gpu),  # -25%
+        _memory_run(2, "PRUNED", "FINISHED", trial_config("qv", 8, 1),
+                    {"predicted_peak_memory_mb": 200.0, "peak_memory_mb": 160.0}, extra_tags=gpu),  # +25%
+        _memory_run(3, "FAILED", "FAILED", trial_config("qv", 16, 1), {"predicted_peak_memory_mb": 30_000.0},
+                    "OOM: CUDA out of memory", extra_tags=gpu),  # no measured peak: shown, not counted
+        _memory_run(4, "COMPLETE", "FINISHED", trial_config("all_linear", 2, 1),
+                    {"predicted_peak_memory_mb": 10.25, "peak_memory_mb": 59.0}, extra_tags=cpu),  # RSS: not judged
+        _memory_run(5, "COMPLETE", "FINISHED", trial_config("qv", 2, 1),
+                    {"predicted_peak_memory_mb": 110.0, "peak_memory_mb": 100.0},
+                    extra_tags={**gpu, "lorasweep.reused_from": "0"}),  # a copy of trial 0: left out
+        _memory_run(6, "COMPLETE", "FINISHED", trial_config("all_linear", 4, 1), {"peak_memory_mb": 70.0},
+                    extra_tags=gpu),  # from before the planner ran in the trial: left out
+    ]
+    return runs_frame(runs)
+
+
+def test_predicted_memory_is_judged_on_cuda_rows_only():
+    from sweep.report import tables
+
+    judged, unjudged = tables.memory_prediction_tables(_predicted_frame())
+    assert list(judged["trial"]) == [0, 1, 2, 3] and list(unjudged["trial"]) == [4]
+    assert list(judged["predicted_peak_memory_mb"]) == [110.0, 90.0, 200.0, 30_000.0]
+    err = judged["relative_error"]
+    assert list(err[:3]) == [(110.0 - 100.0) / 100.0, -0.25, 0.25] and math.isnan(err[3])
+    assert err.abs().median() == 0.25
+    assert "relative_error" not in unjudged and "peak_memory_mb" not in unjudged
+    assert list(unjudged["predicted_peak_memory_mb"]) == [10.25]
+
+
+def test_report_block_shows_predicted_vs_measured_and_the_median_error():
+    from sweep.report import sections
+    from sweep.report.blocks import to_markdown
+
+    md = to_markdown(sections.memory_prediction(_predicted_frame()))
+    assert md.startswith("## Memory: predicted vs measured")
+    gpu, cpu = md.split("CPU trials:", 1)
+    assert "median absolute relative error 25.0% over 3 trials" in gpu
+    assert "| 0 |" in gpu and "| 110.00 | 100.00 | +10.0% |" in gpu and "| -25.0% |" in gpu
+    assert "| 30,000.00 | – | – |" in gpu  # the OOM trial: its prediction, nothing to judge it against
+    assert "resident memory" in cpu and "not judged" in cpu and "relative_error" not in cpu and "| 10.25 |" in cpu
+    assert "| peak_memory_mb (MiB)" not in cpu  # the CPU table: the prediction only
+
+
+def test_report_of_trials_without_predictions_says_so(report):
+    md = report.markdown.read_text()
+    block = md.split("## Memory: predicted vs measured", 1)[1].split("\n## ", 1)[0]
+    assert "No trial recorded predicted_peak_memory_mb" in block

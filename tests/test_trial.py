@@ -284,3 +284,51 @@ def test_unmerged_and_merged_are_measured_at_the_configs_one_precision(compose_t
     assert result.status.value == "COMPLETE", result.error
     assert seen == {"unmerged": {getattr(torch, dtype)}, "merged": {getattr(torch, dtype)}}
     assert json.loads((tmp_path / "meta.json").read_text())["measure_precision"] == precision
+
+
+def test_trial_logs_predicted_peak_memory_of_its_own_plan(compose_trial, tmp_path):
+    import dataclasses
+    import json
+
+    from sweep.plan import plan_memory
+
+    cfg = compose_trial("model=tiny_bert", "lora=qv", "lora.r=4", "train.save_adapter=false")
+    res = run_trial(cfg, output_dir=tmp_path)
+    assert res.status is TrialStatus.COMPLETE, res.error
+    plan = plan_memory(cfg, kernels="cpu")  # a CPU trial is planned with CPU's kernels: no workspace, no CUDA context
+    assert res.metrics["predicted_peak_memory_mb"] == plan.allocator_peak_mb == plan.total_mb
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    expected = json.loads(json.dumps({**dataclasses.asdict(plan), "kernels": "cpu", "compute_capability": None}))
+    assert meta["memory_plan"] == expected and "memory_plan_error" not in meta
+    assert res.meta["memory_plan"]["total_mb"] == plan.total_mb and res.meta["memory_kind"] == "cpu_rss_delta"
+
+
+def test_predicted_peak_memory_on_cuda_uses_cuda_kernels_and_the_cards_workspace(compose_trial, monkeypatch):
+    import torch
+
+    from sweep.plan import plan_memory
+    from sweep.trial import predict_memory
+
+    cfg = compose_trial("model=tiny_bert", "lora=qv", "lora.r=4")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))  # an A100, no GPU needed
+    predicted, meta = predict_memory(cfg, "cuda", 6)
+    plan = plan_memory(cfg, num_labels=6, compute_capability=(8, 0), kernels="cuda")
+    assert predicted == plan.allocator_peak_mb and meta["memory_plan"]["kernels"] == "cuda"
+    assert meta["memory_plan"]["compute_capability"] == (8, 0) and meta["memory_plan"]["workspace_mb"] == 8.125
+    assert predicted != predict_memory(cfg, "cpu", 6)[0]  # CPU's kernels plan other activations and no workspace
+
+
+def test_unplanned_model_type_leaves_predicted_memory_absent_and_the_trial_complete(compose_trial, tmp_path, monkeypatch):
+    import json
+
+    from sweep.plan import build
+
+    monkeypatch.setattr(build, "ENCODER_TYPES", ())  # bert unplanned, as gpt2 or t5 are
+    monkeypatch.setattr(build, "_FACTS", {})  # no cached plan of an earlier tiny_bert
+    res = run_trial(compose_trial("model=tiny_bert", "train.save_adapter=false"), output_dir=tmp_path)
+    assert res.status is TrialStatus.COMPLETE, res.error
+    assert "predicted_peak_memory_mb" not in res.metrics and "peak_memory_mb" in res.metrics
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    reason = meta["memory_plan_error"]
+    assert reason.startswith("ConfigError: model: sweep.plan has no activation model for model_type 'bert'"), reason
+    assert "\n" not in reason and "memory_plan" not in meta and res.meta["memory_plan_error"] == reason

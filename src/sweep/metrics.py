@@ -92,6 +92,10 @@ METRICS: tuple[Metric, ...] = (
            rel_noise=MEMORY_NOISE),
     Metric("peak_reserved_mb", "MiB", _MIN, "GPU: torch.cuda.max_memory_reserved; CPU: peak resident set size of the process",
            noise=Noise.RELATIVE, rel_noise=MEMORY_NOISE),
+    Metric("predicted_peak_memory_mb", "MiB", _MIN, "sweep.plan's prediction of peak_memory_mb from the config alone, "
+           "for the trial's device: the allocator peak (weights, adapter, gradients, optimizer state, activations, "
+           "cuBLAS workspace); judged against the measured peak on GPU only (CPU measures resident-memory growth)",
+           reproducible=True),
     Metric("latency_p50_ms", "ms/batch", _MIN, "inference latency per eval batch, adapter unmerged, median",
            noise=Noise.INTERVAL, rel_noise=TIMING_NOISE),
     Metric("latency_p95_ms", "ms/batch", _MIN, "inference latency per eval batch, adapter unmerged, 95th percentile",

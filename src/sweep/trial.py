@@ -19,6 +19,7 @@ import json
 import math
 import time
 import traceback
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +122,24 @@ class _Phases:
         self.t = now
 
 
+def predict_memory(cfg: TrialConfig, device: str, num_labels: int | None) -> tuple[float | None, dict[str, Any]]:
+    """sweep.plan's allocator peak of this trial on its own device (CUDA's kernels and the card's cuBLAS workspace,
+    or CPU's kernels), logged as predicted_peak_memory_mb, and meta.json's `memory_plan` (every part); or None and
+    `memory_plan_error` (one line) when the planner cannot plan it: a prediction never fails a trial."""
+    try:
+        from sweep.plan import plan_memory
+
+        capability, kernels = None, "cpu"
+        if device.startswith("cuda"):
+            import torch
+
+            capability, kernels = tuple(torch.cuda.get_device_capability(device)), "cuda"
+        p = plan_memory(cfg, num_labels=num_labels, compute_capability=capability, kernels=kernels)
+    except Exception as exc:  # noqa: BLE001 - e.g. a model type the planner does not cover (it plans llama, bert, ...)
+        return None, {"memory_plan_error": f"{type(exc).__name__}: {one_line(exc, 300)}"}
+    return p.allocator_peak_mb, {"memory_plan": {**asdict(p), "kernels": kernels, "compute_capability": capability}}
+
+
 def _execute(cfg: TrialConfig, *, reporter: Reporter, tracker: Tracker, out: Path | None, state: dict,
              max_trainable_params: int | None, fault: str | None, placement: dict[str, str]) -> None:
     import torch
@@ -147,7 +166,11 @@ def _execute(cfg: TrialConfig, *, reporter: Reporter, tracker: Tracker, out: Pat
     metrics, curves = state["metrics"], state["curves"]
     prep = prepare(cfg, device, placement)
     plan = adapters.plan(cfg.lora, prep.inventory)  # unknown targets / bad schedules fail here, before the real model
-    state["meta"] = {**prep.meta, "target_modules": len(plan.modules), "measure_precision": P.measure_precision(t.precision)}
+    predicted, memory_plan = predict_memory(cfg, device, prep.num_labels)  # setup time, before the peak is measured
+    if predicted is not None:
+        metrics["predicted_peak_memory_mb"] = predicted
+    state["meta"] = {**prep.meta, "target_modules": len(plan.modules), "measure_precision": P.measure_precision(t.precision),
+                     **memory_plan}
     _write(out, "meta.json", json.dumps(state["meta"], indent=2, sort_keys=True))
     steps = total_steps(t, len(prep.train_feats))
 

@@ -14,6 +14,16 @@ import threading
 from dataclasses import dataclass
 
 MIB = 1024 * 1024
+CUDA_ALLOCATED = "cuda_allocated"  # peak_memory_mb is torch.cuda.max_memory_allocated (what sweep.plan predicts)
+CPU_RSS_DELTA = "cpu_rss_delta"  # peak_memory_mb is the resident memory the trial added (not what sweep.plan predicts)
+
+
+def memory_kind(device: str) -> str:
+    """What a trial's peak_memory_mb measured on `device` ("cuda", "cuda:1", or the lorasweep.device tag,
+    "cuda:NVIDIA H200" / "cpu:x86_64"): meta.json's `memory_kind`; "" when the device is not recorded."""
+    if not device:
+        return ""
+    return CUDA_ALLOCATED if device.startswith("cuda") else CPU_RSS_DELTA
 
 
 def _trim_heap() -> None:
@@ -57,7 +67,7 @@ def rss_mb() -> float:
 class MemoryReading:
     peak_mb: float  # GPU: max allocated; CPU: peak RSS above the baseline
     peak_reserved_mb: float  # GPU: max reserved; CPU: peak RSS of the whole process
-    kind: str  # "cuda_allocated" | "cpu_rss_delta"
+    kind: str  # CUDA_ALLOCATED | CPU_RSS_DELTA (memory_kind of the device)
 
     def metrics(self) -> dict[str, float]:
         return {"peak_memory_mb": self.peak_mb, "peak_reserved_mb": self.peak_reserved_mb}
@@ -113,9 +123,10 @@ class PeakMemory:
             import torch
 
             torch.cuda.synchronize()
-            return MemoryReading(torch.cuda.max_memory_allocated() / MIB, torch.cuda.max_memory_reserved() / MIB, "cuda_allocated")
+            return MemoryReading(torch.cuda.max_memory_allocated() / MIB, torch.cuda.max_memory_reserved() / MIB,
+                                 memory_kind(self.device))
         peak = max(self._peak, _rss_bytes())
-        return MemoryReading((peak - self._base) / MIB, peak / MIB, "cpu_rss_delta")
+        return MemoryReading((peak - self._base) / MIB, peak / MIB, memory_kind(self.device))
 
     def __exit__(self, *exc) -> None:
         self.reading = self.read()

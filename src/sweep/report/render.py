@@ -89,6 +89,7 @@ def build_blocks(study: Study, cost: CostConfig, folder: Path) -> tuple[list, pd
     pngs += pareto_pngs
     blocks += sections.noise(points, study)
     blocks += sections.costs(frame, points, cost)
+    blocks += sections.memory_prediction(frame)
     blocks += [Heading("All trials"), Text("Key config and metrics per trial run; every metric is in trials.csv. "
                                            "`reused` = the result was copied from that earlier trial with the same config hash."),
                Table(tables.trials_table(frame, study.objectives))]

@@ -1,5 +1,5 @@
 """The report's sections, each a list of blocks: the question (arms and budgets), Pareto frontiers, noise, the
-recommendation, cost and ROI."""
+recommendation, cost and ROI, memory predicted against measured."""
 
 from __future__ import annotations
 
@@ -143,6 +143,35 @@ def _merged_text(study: Study) -> str:
             "folds a LoRA, DoRA or AdaLoRA adapter into the base weights and leaves the base model's layers and shapes, so "
             "every merged config serves at the same latency and the same inference cost; only the adapter-active "
             "latency (latency_p50_ms) differs between configs.")
+
+
+def memory_prediction(frame: pd.DataFrame) -> list:
+    """Predicted against measured peak memory per trial, and the median absolute relative error over the trials
+    whose measured peak is the one the plan predicts (CUDA allocated)."""
+    blocks: list = [Heading("Memory: predicted vs measured")]
+    judged, unjudged = tables.memory_prediction_tables(frame)
+    if judged.empty and unjudged.empty:
+        return blocks + [Text("No trial recorded predicted_peak_memory_mb (trials from before the trial logged its "
+                              "memory plan, or of a model sweep.plan does not plan: meta.json's `memory_plan_error` "
+                              "says why).")]
+    blocks.append(Text("predicted_peak_memory_mb is sweep.plan's allocator peak for the trial's config and device, "
+                       "from the config alone (weights, adapter, gradients, optimizer state, activations, cuBLAS "
+                       "workspace; docs/memory-planning.md); meta.json's `memory_plan` has its parts."))
+    if not judged.empty:
+        errors = judged[tables.RELATIVE_ERROR].dropna()
+        overall = (f"median absolute relative error {float(errors.abs().median()):.1%} over "
+                   f"{len(errors)} trial{'' if len(errors) == 1 else 's'}" if len(errors)
+                   else "no trial measured a peak to judge it against (every one failed before the end of training)")
+        blocks += [Text("GPU trials (memory kind CUDA allocated): the measured peak_memory_mb is "
+                        "torch.cuda.max_memory_allocated over training, the figure the plan predicts; relative error = "
+                        f"(predicted - measured) / measured, positive where the plan over-predicts: {overall}."),
+                   Table(judged)]
+    if not unjudged.empty:
+        blocks += [Text("CPU trials: the measured peak_memory_mb there is the resident memory the trial added (RSS "
+                        "growth: allocator caches and libraries included), which the prediction is not judged "
+                        "against; only the prediction is shown."),
+                   Table(unjudged)]
+    return blocks
 
 
 def recommendation(rec: Recommendation) -> list:

@@ -13,6 +13,7 @@ import pandas as pd
 
 from sweep import metrics as mt
 from sweep.config.hashing import EXCLUDED_KEYS
+from sweep.measure.memory import CUDA_ALLOCATED, memory_kind
 from sweep.report.cost import DERIVED
 from sweep.report.pareto import order_best_first
 from sweep.report.stats import config_columns, measured
@@ -31,6 +32,8 @@ AXES = ("lora.targets", "lora.r", "lora.method", "schedule", "lora.use_dora", "l
         "lora.init", "train.lr", "model.name", "data.name", "host", "node_id")  # host, node_id: where trials ran
 MAX_AXIS_VALUES = 8
 MISSING = "–"
+PREDICTED, MEASURED = "predicted_peak_memory_mb", "peak_memory_mb"
+RELATIVE_ERROR = "relative_error"  # (predicted - measured) / measured of the memory prediction
 
 
 # ------------------------------------------------------------------ formatting
@@ -69,6 +72,8 @@ def fmt(value, column: str = "") -> str:
         return f"{v:,.0f}"
     if column == "roi":
         return f"{v:+.0%}"
+    if column == RELATIVE_ERROR:
+        return f"{v:+.1%}"
     if unit and unit.startswith("USD"):
         return f"{v:,.2f}" if abs(v) >= 0.01 or v == 0 else f"{v:.2g}"
     if unit == "fraction" or column in ("ci_low", "ci_high", "eval_accuracy_min", "eval_accuracy_max"):
@@ -185,6 +190,23 @@ def reused_table(frame: pd.DataFrame) -> pd.DataFrame:
     out = reused[["trial", "config_hash", "reused_from"]].copy()
     out["reused_from"] = [f"#{int(v)}" for v in out["reused_from"]]
     return out.reset_index(drop=True)
+
+
+def memory_prediction_tables(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The trials that logged a memory prediction (reused copies left out), split by what their peak_memory_mb
+    measured: (judged, not judged). Judged: memory kind CUDA allocated (torch.cuda.max_memory_allocated, what
+    sweep.plan predicts), with the measured peak and the relative error (predicted - measured) / measured where
+    both are recorded. Not judged: the others (CPU: resident-memory growth), the prediction only."""
+    if PREDICTED not in frame or frame.empty:
+        return pd.DataFrame(), pd.DataFrame()
+    has = frame[frame[PREDICTED].notna() & frame["reused_from"].map(_is_missing)]
+    cuda = has["device"].map(lambda d: memory_kind(str(d or ""))) == CUDA_ALLOCATED
+    cols = ["trial", "config_hash", "status", "device", PREDICTED]
+    judged = has[cuda][cols].copy()
+    measured = has[cuda][MEASURED] if MEASURED in has else pd.Series(np.nan, index=judged.index)
+    judged[MEASURED] = measured
+    judged[RELATIVE_ERROR] = (judged[PREDICTED] - measured) / measured.where(measured > 0)
+    return judged.reset_index(drop=True), has[~cuda][cols].reset_index(drop=True)
 
 
 def point_columns(points: pd.DataFrame, extra: list[str]) -> list[str]:
