@@ -58,7 +58,8 @@ def cluster(tmp_path_factory):
 
 
 def _ray_sweep(cluster, study: str, *extra: str):
-    return compose(["+experiment=smoke", "sweep.backend=ray", f"sweep.ray.address={cluster['ray']}", "sweep.progress=plain",
+    # the test cluster's GPUs are logical (no GPU on this machine): the trials train on the CPU, said so
+    return compose(["+experiment=smoke", "sweep.backend=ray", "train.device=cpu", f"sweep.ray.address={cluster['ray']}", "sweep.progress=plain",
                     f"sweep.study_name={study}", f"tracking.tracking_uri={cluster['mlflow']}", *extra])
 
 
@@ -101,7 +102,7 @@ def test_unreachable_ray_address_is_a_one_line_error_before_anything_is_written(
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # nothing listens there once closed
-    out = subprocess.run([sys.executable, "-m", "sweep", "+experiment=smoke", "sweep.backend=ray",
+    out = subprocess.run([sys.executable, "-m", "sweep", "+experiment=smoke", "sweep.backend=ray", "train.device=cpu",
                           f"sweep.ray.address=127.0.0.1:{port}"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2, out.stdout + out.stderr
     lines = out.stderr.strip().splitlines()
@@ -208,7 +209,7 @@ def test_report_and_reproduce_from_the_mlflow_server_alone(cluster, ray_sweep, t
 @needs_ray
 @pytest.mark.slow
 def test_several_nodes_need_an_mlflow_server(cluster, in_tmp):
-    out = subprocess.run([sys.executable, "-m", "sweep", "+experiment=smoke", "sweep.backend=ray",
+    out = subprocess.run([sys.executable, "-m", "sweep", "+experiment=smoke", "sweep.backend=ray", "train.device=cpu",
                           f"sweep.ray.address={cluster['ray']}"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 2, out.stdout + out.stderr
     assert out.stderr.startswith("error: tracking.tracking_uri: sqlite:///.mlflow/mlflow.db is a file on this machine"), out.stderr
@@ -284,7 +285,7 @@ def test_actor_that_stops_answering_is_killed_and_its_trial_retried(cluster, in_
 def test_node_lost_mid_trial_fails_and_retries_its_trials_nothing_lost(cluster, in_tmp):
     study = f"ray_node_{uuid.uuid4().hex[:8]}"
     node2 = _script("node-id", cluster["dir"])
-    cmd = [sys.executable, "-m", "sweep", "+experiment=smoke", "sweep.backend=ray", f"sweep.ray.address={cluster['ray']}",
+    cmd = [sys.executable, "-m", "sweep", "+experiment=smoke", "sweep.backend=ray", "train.device=cpu", f"sweep.ray.address={cluster['ray']}",
            f"sweep.study_name={study}", f"tracking.tracking_uri={cluster['mlflow']}", "sweep.progress=plain",
            "sweep.n_trials=6", "sweep.retry_failed=1", "train.max_steps=200", "train.eval_every=0"]  # trials long enough to be caught mid-way
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -341,7 +342,7 @@ def test_killed_coordinator_takes_its_actors_along_and_a_rerun_resumes(cluster, 
     import psutil
 
     study = f"ray_coord_{uuid.uuid4().hex[:8]}"
-    cmd = [sys.executable, "-m", "sweep", "+experiment=smoke", "sweep.backend=ray", f"sweep.ray.address={cluster['ray']}",
+    cmd = [sys.executable, "-m", "sweep", "+experiment=smoke", "sweep.backend=ray", "train.device=cpu", f"sweep.ray.address={cluster['ray']}",
            f"sweep.study_name={study}", f"tracking.tracking_uri={cluster['mlflow']}", "sweep.progress=plain",
            "train.max_steps=40"]
     env = {**os.environ, "LORASWEEP_FAULTS": "", "PYTHONUNBUFFERED": "1"}

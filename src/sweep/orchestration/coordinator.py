@@ -49,13 +49,17 @@ def _on_sigterm(_signum, _frame):
 def make_pool(run: RunConfig, log) -> WorkerPool:
     cfg = run.sweep
     recycler = Recycler(cfg.recycle_growth_mb, cfg.recycle_after)
+    # a worker given a GPU must be able to use it, unless the trials train on the CPU anyway (train.device=cpu:
+    # the test settings on a GPU host, logical GPUs of a Ray test cluster)
+    check_gpu = run.trial.train.device != "cpu"
     if cfg.backend == "ray":
         from sweep.orchestration.ray_pool import RayPool
 
-        return RayPool(cfg, recycler, log=log)
+        return RayPool(cfg, recycler, log=log, check_gpu=check_gpu)
     from sweep.orchestration.local_pool import LocalPool
 
-    return LocalPool(plan_workers(cfg.workers, cfg.workers_per_gpu, cfg.threads_per_worker), recycler, log=log)
+    return LocalPool(plan_workers(cfg.workers, cfg.workers_per_gpu, cfg.threads_per_worker), recycler, log=log,
+                     check_gpu=check_gpu)
 
 
 @dataclass

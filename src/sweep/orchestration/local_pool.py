@@ -39,8 +39,10 @@ class _Proc:
 
 
 class LocalPool:
-    def __init__(self, plan: list[tuple[str | None, int]], recycler: Recycler | None = None, log=print):
+    def __init__(self, plan: list[tuple[str | None, int]], recycler: Recycler | None = None, log=print,
+                 check_gpu: bool = True):
         self.procs = [_Proc(i, gpu, threads) for i, (gpu, threads) in enumerate(plan)]
+        self.check_gpu = check_gpu  # a worker refuses a GPU torch cannot use (see worker.gpu_problem)
         self.recycler = recycler or Recycler(None, None)
         self.log = log
         self.stopping = False
@@ -57,7 +59,7 @@ class LocalPool:
             sys.warnoptions.append(QUIET_TRACKER)
         ctx = mp.get_context("spawn")
         parent, child = ctx.Pipe()
-        p.proc = ctx.Process(target=worker_main, args=(child, p.wid, p.gpu, p.threads), daemon=True,
+        p.proc = ctx.Process(target=worker_main, args=(child, p.wid, p.gpu, p.threads, self.check_gpu), daemon=True,
                              name=f"lorasweep-worker-{p.wid}")
         p.proc.start()
         child.close()

@@ -58,8 +58,9 @@ class _Slot:
 
 
 class RayPool:
-    def __init__(self, cfg, recycler: Recycler | None = None, log=print):
+    def __init__(self, cfg, recycler: Recycler | None = None, log=print, check_gpu: bool = True):
         self.cfg = cfg  # SweepConfig
+        self.check_gpu = check_gpu  # actors refuse a GPU torch cannot use (see worker.gpu_problem)
         self.recycler = recycler or Recycler(None, None)
         self.log = log
         self.slots: list[_Slot] = []
@@ -87,7 +88,7 @@ class RayPool:
 
     def _create(self, s: _Slot) -> None:
         s.generation += 1
-        s.handle = self.actor.remote(s.wid, self.threads)
+        s.handle = self.actor.remote(s.wid, self.threads, self.check_gpu)
         s.ready = s.busy = s.unreachable = s.pending_logged = False
         s.task, s.created, s.out = None, time.time(), set()
         self._call(s, "ready", "ready")

@@ -219,7 +219,7 @@ def _sigterm(_signum, _frame):
     os._exit(143)
 
 
-def worker_main(conn, worker_id: int, gpu: str | None, threads: int) -> None:
+def worker_main(conn, worker_id: int, gpu: str | None, threads: int, check_gpu: bool = True) -> None:
     """A local worker process: import torch/peft once, then run the tasks the coordinator sends."""
     die_with_parent()
     if gpu is not None:
@@ -230,7 +230,7 @@ def worker_main(conn, worker_id: int, gpu: str | None, threads: int) -> None:
     link = Link(conn, worker_id)
     try:
         where = _warm_up(threads, gpu)
-        link.send(Ready(worker_id, where, version(), gpu_problem(gpu)))
+        link.send(Ready(worker_id, where, version(), gpu_problem(gpu) if check_gpu else ""))
         threading.Thread(target=_preload, name="preload", daemon=True).start()
         finisher = Finisher(link)
         while True:
