@@ -90,6 +90,7 @@ def correctness(model, chosen: list, data: dict[str, TaskData], tok, device: str
     """Each adapter active in turn, its own eval set evaluated exactly as its trial did."""
     import math
 
+    from sweep.measure.precision import measuring
     from sweep.models.loader import eos_token_id
     from sweep.reproduce import judge
     from sweep.train.evaluate import evaluate
@@ -98,9 +99,10 @@ def correctness(model, chosen: list, data: dict[str, TaskData], tok, device: str
     for c in chosen:
         _threads(c)
         model.set_adapter(c.study, inference_mode=True)
-        ev = evaluate(model, data[c.study].feats, task="classification", tok=tok, answers=None,
-                      batch_size=data[c.study].eval_batch_size, device=device,
-                      max_new_tokens=c.config.data.max_new_tokens, eos_id=eos_token_id(tok))
+        with measuring(c.config.train.precision, device):  # the precision its trial measured at (measure/precision.py)
+            ev = evaluate(model, data[c.study].feats, task="classification", tok=tok, answers=None,
+                          batch_size=data[c.study].eval_batch_size, device=device,
+                          max_new_tokens=c.config.data.max_new_tokens, eos_id=eos_token_id(tok))
         acc, loss = float(c.metrics["eval_accuracy"]), float(c.metrics.get("eval_loss", math.nan))
         gpu = device.startswith("cuda")  # CPU: bit for bit; GPU: the tolerance reproduce applies to a rerun
         exact = judge("eval_accuracy", acc, ev["eval_accuracy"], gpu) and (
