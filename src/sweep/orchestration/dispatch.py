@@ -18,7 +18,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Union
+from typing import Any, Callable
 
 from sweep.baseline import baseline_key
 from sweep.config.compose import RunConfig, trial_dict
@@ -30,7 +30,7 @@ from sweep.orchestration import records as R
 from sweep.orchestration import space as sp
 from sweep.orchestration.arms import Arms
 from sweep.orchestration.baselines import Baselines
-from sweep.orchestration.protocol import BaselineTask, TrialTask
+from sweep.orchestration.protocol import Task, TrialTask
 from sweep.orchestration.recovery import Recovery, trial_folder
 from sweep.orchestration.reuse import Reuse
 from sweep.orchestration.study import Counts, SweepStudy
@@ -53,7 +53,7 @@ class Pending:
     """A task handed (or about to be handed) to a worker: a trial asked from Optuna, or a baseline."""
 
     trial: Any  # optuna.Trial of the main study (report/should_prune, tell); None for a baseline
-    task: Union[TrialTask, BaselineTask, None]  # None: a trial whose config did not compose (failed untrained)
+    task: Task | None  # None: a trial whose config did not compose (failed untrained)
     started: float = 0.0
     run_id: str | None = None
     arm_trial: Any = None  # the arm study's mirror trial (pruning within the arm)

@@ -167,7 +167,7 @@ class _Tally:
         self.done: set[int] = set()  # numbers of the finished trials tallied
         self.first_open = 0  # every trial numbered below this is tallied
 
-    def _add(self, t, c: Counts | None) -> None:
+    def _add(self, t, c: Counts) -> None:
         """Trial `t` into the tally (finished) or into this read `c` only (not finished)."""
         state, attrs = t.state.name, t.user_attrs
         final = state in _FINAL
