@@ -227,10 +227,10 @@ def test_messages_cross_a_pipe_as_they_are():
 
     where = P.Placement.here("0", "node", 4)
     result = TrialResult(TrialStatus.COMPLETE, {"eval_accuracy": 0.5, "x": float("inf")}, config_hash="abc")
-    msgs = [P.TrialTask(3, {"lora": {"r": 4}}, "abc", "/t", {"k": "v"}, TrialTrackingSpec("sqlite:///x", "1", "p"), 10, "oom"),
+    msgs = [P.TrialTask(3, {"lora": {"r": 4}}, "abc", "/t", {"k": "v"}, TrialTrackingSpec("sqlite:///x", "1", "p"), "oom"),
             P.BaselineTask("key", {"lora": {}}, {}), P.PruneReply(3, True), P.Stop(), P.Ready(1, where, "v"),
             P.Started(1, 3, "run"), P.Report(1, 3, 2, {"eval_accuracy": 0.5}), P.Tracked(1, 3), P.Lost(1, "gone"),
-            P.Done(1, 3, result, 12.5, False, P.Shipped({"result.json": b"{}"}, {"run_id": "r"}))]
+            P.Done(1, 3, result, 12.5, False, P.Shipped({"result.json": b"{}"}, {"run_id": "r"}), host_mb=3.0, baseline=False)]
     for m in msgs:
         assert pickle.loads(pickle.dumps(m)) == m
     assert P.BaselineTask("k", {}, {}).trial_number == -1 and P.BaselineTask("k", {}, {}).is_baseline
@@ -314,3 +314,29 @@ def test_incremental_counts_equal_a_full_read_at_every_step(tmp_path):
             assert c.filled == filled and c.running == running, step
             assert {h: t.number for h, t in c.completed.items()} == completed, step
             assert c["finished"] == states["COMPLETE"] + states["PRUNED"]
+
+
+def test_recycler_ends_a_broken_cuda_worker_and_watches_host_memory_on_gpu():
+    """A sticky CUDA error replaces the worker whatever its memory; an OOM does not; a baseline neither counts as a
+    trial nor sets the reference; a GPU worker's host memory is watched beside its CUDA memory."""
+    from sweep import faults
+    from sweep.orchestration.pool import Recycler
+
+    broken = faults.failure_reason(RuntimeError("CUDA error: device-side assert triggered"))
+    oom = faults.failure_reason(RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    illegal = faults.failure_reason(RuntimeError("CUDA error: an illegal memory access was encountered"))
+    assert broken.startswith("CUDA broken:") and illegal.startswith("CUDA broken:") and oom.startswith("OOM:")
+    assert faults.broke_cuda(broken) and not faults.broke_cuda(oom) and not faults.broke_cuda(None)
+    r = Recycler(growth_mb=100.0, after=None)
+    assert r.due(0, 5000.0, error=oom) is None
+    assert "CUDA context is broken" in r.due(0, 5000.0, error=broken)
+    r = Recycler(growth_mb=100.0, after=2)
+    assert r.due(1, 9000.0, host_mb=2000.0, baseline=True) is None  # the baseline's reading is no reference
+    assert r.due(1, 1000.0, host_mb=2000.0) is None and r.baseline[1] == 1000.0 and r.host_baseline[1] == 2000.0
+    r = Recycler(growth_mb=100.0, after=None)
+    assert r.due(3, 1000.0, host_mb=2000.0) is None
+    assert r.due(3, 1050.0, host_mb=2050.0) is None
+    assert r.due(3, 1050.0, host_mb=2150.0).startswith("host memory grew 150 MiB")
+    assert r.due(4, 800.0) is None and r.due(4, 950.0).startswith("memory grew 150 MiB")  # CPU: host_mb not read
+    r = Recycler(growth_mb=None, after=2)
+    assert r.due(5, 1.0, baseline=True) is None and r.due(5, 1.0) is None and "ran 2 trials" in r.due(5, 1.0)

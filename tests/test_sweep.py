@@ -72,15 +72,20 @@ def test_three_workers_exact_trials_one_mlflow_run_each(in_tmp):
 
 
 @pytest.mark.slow
-def test_injected_oom_and_nan_fail_only_their_trials(in_tmp, monkeypatch):
-    monkeypatch.setenv("LORASWEEP_FAULTS", "1:oom,2:nan")
+def test_injected_oom_and_nan_fail_only_their_trials(in_tmp, monkeypatch, capsys):
+    """An OOM and a NaN loss fail their trial and the worker goes on; a sticky CUDA error (a device-side assert)
+    fails its trial and its worker is replaced (every later trial in that process would fail in seconds)."""
+    monkeypatch.setenv("LORASWEEP_FAULTS", "1:oom,2:nan,3:cuda_assert")
     run = compose([*SMOKE, "sweep.n_trials=4", "sweep.sampler=random", "sweep.reuse_completed=false", "sweep.progress=plain"])
     Coordinator(run).run()
     trials = {t.number: t for t in _study("smoke").get_trials()}
     assert trials[1].state == optuna.trial.TrialState.FAIL and trials[1].user_attrs["failure_reason"].startswith("OOM")
     assert trials[2].state == optuna.trial.TrialState.FAIL and trials[2].user_attrs["failure_reason"].startswith("NaN loss")
+    assert trials[3].state == optuna.trial.TrialState.FAIL and trials[3].user_attrs["failure_reason"].startswith("CUDA broken:")
     complete = [t for t in trials.values() if t.state == optuna.trial.TrialState.COMPLETE]
-    assert len(complete) == 4 and len(trials) == 6
+    assert len(complete) == 4 and len(trials) == 7
+    replaced = [line for line in capsys.readouterr().out.splitlines() if "replaced between trials" in line]
+    assert len(replaced) == 1 and "CUDA context is broken" in replaced[0]  # not after the OOM nor the NaN
     children, _ = _mlflow_children("smoke")
     by_num = {int(r.data.tags["lorasweep.trial_number"]): r for r in children}
     assert by_num[1].info.status == "FAILED" and by_num[1].data.tags["lorasweep.failure_reason"].startswith("OOM")

@@ -210,7 +210,7 @@ def test_qlora_nf4_trains_and_uses_less_memory():
     assert q["meta"] == "cpu_rss_delta"
 
 
-@pytest.mark.parametrize("fault, reason", [("oom", "OOM"), ("nan", "NaN loss")])
+@pytest.mark.parametrize("fault, reason", [("oom", "OOM"), ("nan", "NaN loss"), ("cuda_assert", "CUDA broken:")])
 def test_faults_become_failed_status(compose_trial, fault, reason, tmp_path):
     res = run_trial(compose_trial("model=tiny_bert"), fault=fault, output_dir=tmp_path)
     assert res.status is TrialStatus.FAILED
@@ -223,12 +223,6 @@ def test_unknown_target_fails_before_model_build(compose_trial):
     assert res.status is TrialStatus.FAILED
     assert res.error.startswith("config: lora.targets: unknown module name(s) 'nonexistent'")
     assert "trainable_params" not in res.metrics
-
-
-def test_budget_prunes_before_training(compose_trial):
-    res = run_trial(compose_trial("model=tiny_bert", "lora=all_linear", "lora.r=16"), max_trainable_params=100)
-    assert res.status is TrialStatus.PRUNED and "over budget" in res.error
-    assert "train_steps" not in res.metrics
 
 
 def test_reporter_can_prune(compose_trial):

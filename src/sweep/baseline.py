@@ -16,6 +16,7 @@ import time
 from sweep import faults
 from sweep.config.hashing import canonical_json
 from sweep.config.schema import TrialConfig
+from sweep.measure.memory import release
 from sweep.results import TrialResult, TrialStatus
 
 # the trial keys that decide the baseline's measurements (everything else is about the adapter and its training)
@@ -41,6 +42,8 @@ def run_baseline(cfg: TrialConfig, *, placement: dict[str, str] | None = None) -
         raise
     except BaseException as exc:  # noqa: BLE001 - a failed baseline is reported, the sweep goes on
         result = TrialResult(TrialStatus.FAILED, {}, faults.failure_reason(exc))
+    finally:  # the base model's cached CUDA blocks would count as the worker's memory after it
+        release()
     result.config_hash = baseline_key(cfg)
     result.duration_s = time.perf_counter() - t0
     return result

@@ -75,6 +75,48 @@ BY_ID: dict[str, Device] = {d.id: d for d in DEVICES}
 BY_NAME: dict[str, Device] = {d.name: d for d in DEVICES}
 
 
+SIZE_UNITS = {"": 1.0, "mib": 1.0, "m": 1.0, "gib": 1024.0, "g": 1024.0, "tib": 1024.0 ** 2,
+              "mb": 1e6 / 2**20, "gb": 1e9 / 2**20, "tb": 1e12 / 2**20}
+
+
+def memory_size(text: str) -> float:
+    """MiB in a size like 24GiB, 80GB, 24576MiB or 24576 (MiB); ValueError when it is not one."""
+    import re
+
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*", str(text or ""))
+    unit = m and m.group(2).lower()
+    if not m or unit not in SIZE_UNITS or float(m.group(1)) <= 0:
+        raise ValueError(f"cannot read {text!r} as a memory size (give e.g. 24GiB, 80GB or 24576MiB)")
+    return float(m.group(1)) * SIZE_UNITS[unit]
+
+
+def gib(mb: float) -> str:
+    """A memory size for people: 23.4 GiB, or 512 MiB below 1 GiB."""
+    return f"{mb / 1024:.1f} GiB" if mb >= 1024 else f"{mb:,.0f} MiB"
+
+
+def memory_of(value) -> tuple[float | None, str, tuple[int, int] | None]:
+    """(MiB, label, compute capability) of a memory budget given as a number of MiB, a size (24GiB, 80GB) or a GPU
+    id of this table (its memory and capability); (None, "", None) for None; ValueError naming the accepted forms."""
+    if value is None:
+        return None, "", None
+    if isinstance(value, bool):
+        raise ValueError(f"got {value!r}: give MiB (24576), a size (24GiB, 80GB) or a GPU id ({ids()})")
+    if isinstance(value, (int, float)):
+        if value <= 0:
+            raise ValueError(f"must be > 0, got {value}")
+        return float(value), gib(float(value)), None
+    text = str(value).strip()
+    if text in BY_ID:
+        d = BY_ID[text]
+        return float(d.memory_mib), f"{d.name} ({d.memory_mib:,} MiB)", d.compute_capability
+    try:
+        mb = memory_size(text)
+    except ValueError:
+        raise ValueError(f"cannot read {value!r}: give MiB (24576), a size (24GiB, 80GB) or a GPU id ({ids()})") from None
+    return mb, gib(mb), None
+
+
 def ids() -> str:
     return ", ".join(BY_ID)
 

@@ -8,7 +8,7 @@ import errno
 from sweep.config.errors import ConfigError
 from sweep.text import one_line
 
-MODEL_FAULTS = ("oom", "nan", "kill")  # injected into the first training forward
+MODEL_FAULTS = ("oom", "nan", "kill", "cuda_assert")  # injected into the first training forward
 DISK_FULL = "disk_full"  # injected when the adapter is written
 
 
@@ -18,14 +18,36 @@ def is_oom(exc: BaseException) -> bool:
     return isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)) or "out of memory" in str(exc).lower()
 
 
+CUDA_BROKEN = "CUDA broken"  # the reason's prefix for an error that leaves the process's CUDA context unusable
+# CUDA errors that are sticky: once raised, every later kernel launch in the process fails the same way, so the
+# worker must be replaced (an OOM is not one of them: the allocator recovers and the next trial may fit)
+STICKY_CUDA = ("device-side assert triggered", "illegal memory access", "unspecified launch failure",
+               "misaligned address", "illegal instruction", "uncorrectable ecc error", "cublas_status_execution_failed",
+               "cuda error: unknown error", "an illegal instruction was encountered", "hardware stack error",
+               "cudaerrorlaunchfailure", "device kernel image is invalid")
+
+
+def is_broken_cuda(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return not is_oom(exc) and any(m in text for m in STICKY_CUDA)
+
+
+def broke_cuda(reason: str | None) -> bool:
+    """Whether a trial's failure reason says its worker's CUDA context is broken (its worker must be replaced)."""
+    return bool(reason) and reason.startswith(CUDA_BROKEN + ":")
+
+
 def is_disk_full(exc: BaseException) -> bool:
     return (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "No space left on device" in str(exc)
 
 
 def failure_reason(exc: BaseException) -> str:
-    """One line saying why a trial failed: `config: ...`, `OOM: ...`, `disk full: ...`, `NaN loss: ...`, or the type."""
+    """One line saying why a trial failed: `config: ...`, `OOM: ...`, `CUDA broken: ...` (the worker is replaced),
+    `disk full: ...`, `NaN loss: ...`, or the type."""
     if isinstance(exc, ConfigError):
         return "config: " + "; ".join(exc.problems)
+    if is_broken_cuda(exc):
+        return f"{CUDA_BROKEN}: {one_line(exc)} (the worker's CUDA context is unusable: it is replaced)"
     if is_oom(exc):
         return f"OOM: {one_line(exc)}"
     if is_disk_full(exc):
@@ -36,7 +58,8 @@ def failure_reason(exc: BaseException) -> str:
 
 
 def inject(model, fault: str | None) -> None:
-    """Test hook: the first training forward raises a CUDA OOM, yields NaN, or SIGKILLs the process."""
+    """Test hook: the first training forward raises a CUDA OOM or a device-side assert, yields NaN, or SIGKILLs the
+    process."""
     if fault not in MODEL_FAULTS:
         return
     import torch
@@ -46,6 +69,8 @@ def inject(model, fault: str | None) -> None:
             return output
         if fault == "oom":
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB (injected fault)")
+        if fault == "cuda_assert":  # what torch raises after a kernel's assert (an index out of range on the GPU)
+            raise RuntimeError("CUDA error: device-side assert triggered (injected fault)")
         if fault == "kill":
             import os
             import signal

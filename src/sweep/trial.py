@@ -14,7 +14,6 @@ the optimizer steps only, `eval_time_s` every evaluation, `train_share` = train 
 
 from __future__ import annotations
 
-import gc
 import json
 import math
 import time
@@ -27,6 +26,7 @@ from sweep import faults
 from sweep.config.errors import ConfigError
 from sweep.config.hashing import config_hash, write_config
 from sweep.config.schema import TrialConfig
+from sweep.measure.memory import release as release_memory
 from sweep.results import TrialResult, TrialStatus
 from sweep.text import one_line
 from sweep.tracking.base import NullReporter, NullTracker, Reporter, Tracker
@@ -49,8 +49,7 @@ def resolve_device(requested: str) -> str:
 
 
 def run_trial(cfg: TrialConfig, *, reporter: Reporter | None = None, tracker: Tracker | None = None,
-              output_dir: Path | None = None, max_trainable_params: int | None = None,
-              fault: str | None = None, placement: dict[str, str] | None = None) -> TrialResult:
+              output_dir: Path | None = None, fault: str | None = None, placement: dict[str, str] | None = None) -> TrialResult:
     """Run one trial; never raises for a failure of the trial itself. `placement` (host, node, GPU of the
     worker) is recorded in meta.json."""
     reporter = reporter or NullReporter()
@@ -62,7 +61,7 @@ def run_trial(cfg: TrialConfig, *, reporter: Reporter | None = None, tracker: Tr
         if out:
             out.mkdir(parents=True, exist_ok=True)
         _execute(cfg, reporter=reporter, tracker=tracker, out=out, state=state,
-                 max_trainable_params=max_trainable_params, fault=fault, placement=placement or {})
+                 fault=fault, placement=placement or {})
         result = TrialResult(TrialStatus.COMPLETE, state["metrics"], None)
     except Pruned as exc:
         result = TrialResult(TrialStatus.PRUNED, state["metrics"], str(exc))
@@ -72,7 +71,7 @@ def run_trial(cfg: TrialConfig, *, reporter: Reporter | None = None, tracker: Tr
         result = TrialResult(TrialStatus.FAILED, state["metrics"], faults.failure_reason(exc))
         _write(out, "error.txt", "".join(traceback.format_exception(exc)))
     finally:
-        _release_memory()
+        release_memory()
     result.config_hash = config_hash(cfg)
     result.curves = state["curves"]
     result.meta = {**state["meta"], "phases_s": state["phases"]}
@@ -96,17 +95,6 @@ def _write(out: Path | None, name: str, text: str) -> None:
             (out / name).write_text(text)
         except OSError:
             pass
-
-
-def _release_memory() -> None:
-    gc.collect()
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except ImportError:
-        pass
 
 
 class _Phases:
@@ -141,7 +129,7 @@ def predict_memory(cfg: TrialConfig, device: str, num_labels: int | None) -> tup
 
 
 def _execute(cfg: TrialConfig, *, reporter: Reporter, tracker: Tracker, out: Path | None, state: dict,
-             max_trainable_params: int | None, fault: str | None, placement: dict[str, str]) -> None:
+             fault: str | None, placement: dict[str, str]) -> None:
     import torch
     from peft import get_peft_model, prepare_model_for_kbit_training
     from transformers import set_seed
@@ -206,8 +194,6 @@ def _execute(cfg: TrialConfig, *, reporter: Reporter, tracker: Tracker, out: Pat
         metrics["weights_mb"] = weights_mb(model)
         if cfg.lora.method == "lora" and counts["adapter_params"] != plan.lora_params(cfg.lora.use_dora):
             raise RuntimeError(f"adapter has {counts['adapter_params']:.0f} params, plan says {plan.lora_params(cfg.lora.use_dora)}")
-        if max_trainable_params is not None and counts["trainable_params"] > max_trainable_params:
-            raise Pruned(f"over budget: {counts['trainable_params']:.0f} trainable params > sweep.max_trainable_params={max_trainable_params}")
         faults.inject(model, fault)
         phase.end("setup")
         outcome = train(model, prep.train_feats, encode.Collator(prep.tok, causal=d.task != "classification"), cfg=t,

@@ -93,7 +93,9 @@ class SweepConfig:
     storage_timeout_s: float = 60.0  # sqlite storage: seconds to wait for another process's lock before failing
     heartbeat_interval_s: int = 10  # Optuna heartbeat of running trials
     grace_period_s: int = 60  # a running trial without heartbeat for this long is failed
-    max_trainable_params: int | None = None  # budget: trials above it are pruned before training
+    max_trainable_params: int | None = None  # budget: configs above it are ruled out before training (sweep.plan.budget)
+    memory_budget_mb: Any = None  # budget: configs whose planned memory exceeds it are ruled out before training;
+    # MiB (24576), a size (24GiB, 80GB) or a GPU id of sweep/devices.py (l4, a100-80gb); null = none
     group_by: list[str] = field(default_factory=lambda: ["lora.targets"])  # the experiment's question, for reports
     progress: str = "auto"  # auto (live display on a terminal) | rich | plain
     backend: str = "local"  # local (processes on this machine) | ray (actors across a Ray cluster)
@@ -122,6 +124,13 @@ class SweepConfig:
         if self.recycle_growth_mb is not None and self.recycle_growth_mb <= 0:
             p.add("sweep.recycle_growth_mb", f"must be > 0 or null, got {self.recycle_growth_mb}")
         _at_least(p, "sweep.recycle_after", self.recycle_after, 1)
+        _at_least(p, "sweep.max_trainable_params", self.max_trainable_params, 1)
+        from sweep.devices import memory_of
+
+        try:
+            memory_of(self.memory_budget_mb)
+        except ValueError as exc:
+            p.add("sweep.memory_budget_mb", str(exc))
         _at_least(p, "sweep.retry_failed", self.retry_failed, 0)
         _at_least(p, "sweep.heartbeat_interval_s", self.heartbeat_interval_s, 1)
         if self.storage_timeout_s <= 0:

@@ -34,6 +34,19 @@ def _trim_heap() -> None:
         pass
 
 
+def release() -> None:
+    """Hand back what a finished trial or baseline left: Python's garbage, and PyTorch's cached CUDA blocks (they
+    would count as the worker's memory after it: recycling's reference, the next trial's headroom)."""
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:
+        pass
+
+
 def _rss_bytes() -> int:
     """Anonymous resident memory (RssAnon): tensors, heap, activations. File-backed pages (a safetensors file
     mapped while loading, shared libraries) are left out: they are page cache, not the trial's allocations."""

@@ -23,6 +23,9 @@ from sweep.orchestration.records import TrialRecord
 from sweep.orchestration.study import SweepStudy, make_pruner, make_sampler
 
 
+ARM_GIVE_UP = 20  # proposals of one arm ruled out by the budgets, at least, before the arm is closed
+
+
 def arm_keys(sweep_cfg) -> list[str]:
     """The group_by keys that are categorical or group parameters of the space: they define the arms."""
     return [k for k in sweep_cfg.group_by if k in sweep_cfg.space and sweep_cfg.space[k].type in ("categorical", "group")]
@@ -71,12 +74,30 @@ class Arms:
             self.arms.append(Arm(i, values, budget, study))
         self.by_label = {a.label: a for a in self.arms}
 
-    def choose(self, filled: dict[str, int]) -> Arm | None:
+    def choose(self, filled: dict[str, int], capacity: dict[str, int] | None = None) -> Arm | None:
         """The arm furthest below its budget, or None when every arm is full. `filled`: the main study's finished +
-        running trials per arm label (`SweepStudy.counts(records.ARM).filled`, read once for the whole dispatch)."""
+        running trials per arm label (`SweepStudy.counts(records.ARM).filled`, read once for the whole dispatch);
+        `capacity`: what each arm can still reach (`capacities`), its budget by default."""
+        capacity = capacity or {}
         open_arms = [(filled.get(a.label, 0), a.index, a) for a in self.arms]
-        open_arms = [x for x in open_arms if x[0] < x[2].budget]
+        open_arms = [x for x in open_arms if x[0] < capacity.get(x[2].label, x[2].budget)]
         return min(open_arms, key=lambda x: (x[0] / x[2].budget, x[1]))[2] if open_arms else None
+
+    def capacities(self, counts) -> dict[str, int]:
+        """The finished trials each arm can reach (its budget) once configs ruled out before training are set aside
+        (`counts`: SweepStudy.counts(records.ARM)): with the grid sampler, no more than the arm's grid points not
+        ruled out; with another sampler, an arm that had ARM_GIVE_UP proposals ruled out (at least 5 per trial of
+        its budget) is closed at the trials it has: its region of the space does not fit the budgets."""
+        out = {}
+        for a in self.arms:
+            ruled, tries = counts.ruled_out.get(a.label, 0), counts.ruled_out_trials.get(a.label, 0)
+            cap = a.budget
+            if ruled and self.cfg.sampler == "grid":
+                cap = min(cap, sp.grid_size(self.rest) - ruled)
+            elif tries >= max(ARM_GIVE_UP, 5 * a.budget):
+                cap = min(cap, counts.filled.get(a.label, 0))
+            out[a.label] = cap
+        return out
 
     def of(self, params: dict[str, Any]) -> Arm:
         return self.by_label[arm_label({k: params[k] for k in self.keys})]

@@ -26,7 +26,7 @@ from sweep.orchestration.pool import Recycler, WorkerPool, plan_workers
 from sweep.orchestration.protocol import Done, Lost, PruneReply, Ready, Report, Started, Tracked
 from sweep.orchestration.progress import Progress
 from sweep.orchestration.recovery import Recovery
-from sweep.orchestration.study import SweepStudy, optuna_nop, optuna_random, storage_url
+from sweep.orchestration.study import INFEASIBLE, SweepStudy, optuna_nop, optuna_random, storage_url
 from sweep.orchestration.summary import SweepSummary, best_trials
 from sweep.results import TrialResult
 from sweep.tracking import tags as T
@@ -184,7 +184,9 @@ class Coordinator:
             self.pool = self.pool or make_pool(self.rc, self._message)
             self.pool.start()
             self.session = self.open()
-            self.session.progress.start(self.session.study.counts())
+            s = self.session
+            s.progress.n_trials = s.dispatch.target(s.dispatch.counts())
+            s.progress.start(s.study.counts())
             self._loop(self.session)
         except KeyboardInterrupt as exc:
             self.interrupted = True
@@ -216,10 +218,14 @@ class Coordinator:
             if s.dispatch.failures >= max_failures and not stopping:
                 s.progress.message(f"stopping: {s.dispatch.failures} failed trials in this session (see the reasons above)")
                 stopping = True
+            stuck = s.dispatch.stuck()
+            if stuck and not stopping:
+                s.progress.message(stuck)
+                stopping = True
             s.dispatch.settle_waiting()
             if not stopping:
                 for wid in self.pool.idle():
-                    while wid not in self.inflight and s.dispatch.failures < max_failures:
+                    while wid not in self.inflight and s.dispatch.failures < max_failures and not s.dispatch.stuck():
                         counts = None
                         if not s.dispatch.has_ready():
                             counts, fresh = fresh or s.dispatch.counts(), None
@@ -234,9 +240,10 @@ class Coordinator:
                                     else f"hash {pending.task.config_hash}")
                             s.progress.event(pending.number, "started", f"{self.pool.describe(wid)}: {what}")
             counts = s.dispatch.counts()
+            s.progress.n_trials = s.dispatch.target(counts)  # less what the budgets ruled out of a grid or an arm
             s.progress.update(counts, len(self.inflight))
             if not self.inflight and not self.finishing and not s.dispatch.held() and not s.dispatch.has_ready() and (
-                    stopping or counts["finished"] >= self.cfg.n_trials):
+                    stopping or counts["finished"] >= s.dispatch.target(counts)):
                 return
             if stopping and not self.inflight and not self.finishing:  # held trials will not run in this session
                 s.dispatch.drop_held("the sweep stopped before it could run")
@@ -281,4 +288,5 @@ class Coordinator:
         counts = s.study.counts()
         return SweepSummary(self.study_name, self.url, counts["COMPLETE"], counts["PRUNED"], counts["FAIL"], wall_s,
                             s.dispatch.compute_s, best_trials(s.study.study), self.interrupted,
-                            startup_s=(self.t_ready or time.time()) - self.t_start, trials_run=s.dispatch.trials_run)
+                            startup_s=(self.t_ready or time.time()) - self.t_start, trials_run=s.dispatch.trials_run,
+                            n_infeasible=counts[INFEASIBLE])

@@ -4,7 +4,8 @@
 model has none yet, a trial whose twin has since failed, or a new trial. A new trial is
 proposed by its question arm's sampler (arms.py) or by the study's own; its config is
 composed and either becomes a task or is settled on the spot (a config that does not
-validate fails, a completed config hash is reused, one training elsewhere waits for it).
+validate fails, one over the sweep's budgets is ruled out untrained (sweep.plan.budget), a completed config hash
+is reused, one training elsewhere waits for it).
 `tell()` turns a worker's TrialResult into Optuna's state and values (mirrored to the arm); `lost()` settles a
 task whose worker died or was stopped (through recovery); `drop_held()` fails what was asked but never handed out.
 
@@ -33,10 +34,12 @@ from sweep.orchestration.baselines import Baselines
 from sweep.orchestration.protocol import Task, TrialTask
 from sweep.orchestration.recovery import Recovery, trial_folder
 from sweep.orchestration.reuse import Reuse
-from sweep.orchestration.study import Counts, SweepStudy
+from sweep.orchestration.study import INFEASIBLE, Counts, SweepStudy
+from sweep.plan.budget import Budget, Verdict
 from sweep.results import TrialResult, TrialStatus, objective_values
 from sweep.tracking import tags as T
 
+RULED_OUT_IN_A_ROW = 100  # proposals in a row ruled out by the budgets: the sweep stops (the space barely fits)
 FAULTS_ENV = "LORASWEEP_FAULTS"  # test hook: "3:oom,5:nan,2:kill,4:disk_full" (trial number: fault)
 
 
@@ -88,6 +91,10 @@ class Dispatcher:
         self.baselines = Baselines(study, tracking, out_dir, progress, enabled=self.cfg.baseline)
         self._ready: list[Pending] = []  # tasks to hand out before asking for new trials
         self._failures = 0  # trials failed in this session (a runaway failure loop stops the sweep)
+        self.budget = Budget.of(self.cfg)
+        self._verdicts: dict[str, Verdict | None] = {}  # config hash -> its verdict (a proposal may come back)
+        self._ruled_out_in_a_row = 0
+        self.grid_size = sp.grid_size(self.cfg.space) if self.cfg.sampler == "grid" else None
         self.compute_s = 0.0  # summed duration of the trials this session trained
         self.trials_run = 0
 
@@ -110,10 +117,31 @@ class Dispatcher:
         """The study's counts, with finished + running trials per question arm when there are arms (one read)."""
         return self.study.counts(R.ARM if self.arms is not None else None)
 
+    def target(self, counts: Counts) -> int:
+        """The finished trials the study should reach: sweep.n_trials, less what configs ruled out by the budgets
+        take away: with the grid sampler, no more than the grid points not ruled out (a grid proposes each once);
+        with question arms, no more than the arms can still reach (Arms.capacities)."""
+        n = self.cfg.n_trials
+        if not counts[INFEASIBLE]:
+            return n
+        if self.grid_size is not None:
+            n = min(n, self.grid_size - counts.ruled_out_points)
+        if self.arms is not None:
+            n = min(n, sum(self.arms.capacities(counts).values()))
+        return n
+
     def want_more(self, counts: dict[str, int]) -> bool:
         """Another trial is needed: finished + running (on every machine, `counts` from study.counts()) is short of
-        n_trials."""
-        return counts["finished"] + counts["RUNNING"] < self.cfg.n_trials
+        the target (n_trials; configs ruled out before training do not count)."""
+        return counts["finished"] + counts["RUNNING"] < self.target(counts)
+
+    def stuck(self) -> str | None:
+        """Why the sweep should stop asking: every recent proposal was ruled out by the budgets."""
+        if self._ruled_out_in_a_row < RULED_OUT_IN_A_ROW:
+            return None
+        return (f"stopping: the last {self._ruled_out_in_a_row} configs proposed were all ruled out before training "
+                "by sweep.memory_budget_mb / sweep.max_trainable_params (python -m sweep.plan shows what fits; "
+                "narrow the space or raise the budget)")
 
     def held(self) -> list[Pending]:
         """Trials asked here that no worker runs yet (waiting for a twin, or ready)."""
@@ -142,6 +170,17 @@ class Dispatcher:
             return None
         h = config_hash(cfg)
         pending = self._pending(trial, tdict, h, arm_trial)
+        try:
+            verdict = self._verdict(h, cfg)
+        except ConfigError as exc:  # preflight plans the space first: a config it did not see, of a model it cannot plan
+            self._record(n, h, arm_trial)
+            self.fail_untrained(pending, "budget: " + "; ".join(exc.problems))
+            return None
+        if verdict is not None:
+            self._record(n, h, arm_trial)
+            self._rule_out(pending, verdict)
+            return None
+        self._ruled_out_in_a_row = 0
         if self.cfg.reuse_completed:
             prior = self.reuse.completed(h, counts)
             if prior is not None:
@@ -190,7 +229,8 @@ class Dispatcher:
             self.study.set_arm(trial.number, arm.label, arm_trial.number)
             return trial, (arm, arm_trial), params
         # the arm's sampler proposes; the main study's trial is written with its parameters, arm link and owner at once
-        arm = self.arms.choose(counts.filled) or self.arms.arms[0]
+        capacity = self.arms.capacities(counts) if counts[INFEASIBLE] else None
+        arm = self.arms.choose(counts.filled, capacity) or self.arms.arms[0]
         arm_trial, params = self.arms.propose(arm, self.base)
         trial = self.study.create_running(sp.encoded(params), sp.distributions(self.cfg.space, params, self.base),
                                           owner=self.owner, arm=arm.label, arm_trial=arm_trial.number)
@@ -206,10 +246,39 @@ class Dispatcher:
                 T.STATUS: "RUNNING", T.EXPERIMENT: self.rc.name, T.ARM: arm_trial[0].label if arm_trial else "",
                 T.BASELINE_KEY: baseline_key(tdict)}
         task = TrialTask(n, tdict, h, str(trial_folder(self.out_dir, n, h).resolve()), tags, self.tracking.trial_spec,
-                         max_trainable_params=self.cfg.max_trainable_params, fault=self.faults.get(n))
+                         fault=self.faults.get(n))
         return Pending(trial, task, started=time.time(), arm_trial=arm_trial)
 
+    def _verdict(self, h: str, cfg: TrialConfig) -> Verdict | None:
+        if not self.budget.active:
+            return None
+        if h not in self._verdicts:
+            from sweep.plan.budget import rule_out
+
+            self._verdicts[h] = rule_out(cfg, self.budget)
+        return self._verdicts[h]
+
     # ---------------------------------------------------------------- settling
+    def _rule_out(self, pending: Pending, verdict: Verdict) -> None:
+        """A config over the budgets, never trained: stored with its verdict, an MLflow run the report lists, and
+        told PRUNED with a constraint violation (TPE and NSGA-II avoid its neighbourhood); not a failure."""
+        import optuna
+
+        n, stored = pending.number, verdict.stored()
+        task = pending.task
+        run_id = self.tracking.record_infeasible(task.tags, task.config, verdict.metrics(), verdict.reason)
+        if run_id:
+            self.study.set_run_id(n, run_id)
+        self.study.set_infeasible(n, stored)
+        pending.trial.set_constraint(verdict.constraint, verdict.violation)
+        if pending.arm_trial is not None:
+            arm, arm_trial = pending.arm_trial
+            arm.study.set_infeasible(arm_trial.number, stored)
+            arm_trial.set_constraint(verdict.constraint, verdict.violation)
+        self._tell(pending, None, optuna.trial.TrialState.PRUNED)
+        self._ruled_out_in_a_row += 1
+        self.progress.event(n, "ruled out", verdict.reason)
+
     def settle_waiting(self) -> None:
         self.reuse.settle_waiting(self._reuse_done, self._ready.append)
 

@@ -130,7 +130,8 @@ class LocalPool:
             p.ready, p.deaths = True, 0
         elif isinstance(ev, Done):
             p.busy = False
-            reason = self.recycler.due(p.wid, ev.memory_mb)
+            reason = self.recycler.due(p.wid, ev.memory_mb, host_mb=ev.host_mb, error=ev.result.error,
+                                       baseline=ev.baseline)
             if reason and not self.stopping:
                 self.log(f"{self.describe(p.wid)}: replaced between trials: {reason}")
                 return [ev, *self._replace(p)]

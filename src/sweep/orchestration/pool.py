@@ -71,21 +71,37 @@ class Recycler:
     baseline: dict[int, float] = field(default_factory=dict)
     trials: dict[int, int] = field(default_factory=dict)
 
-    def due(self, wid: int, memory_mb: float) -> str | None:
-        """After a trial of worker `wid`: the reason to replace it now, or None."""
+    host_baseline: dict[int, float] = field(default_factory=dict)
+
+    def due(self, wid: int, memory_mb: float, *, host_mb: float = float("nan"), error: str | None = None,
+            baseline: bool = False) -> str | None:
+        """After a task of worker `wid`: the reason to replace it now, or None. `memory_mb`: its memory after the
+        task (CUDA reserved on a GPU, resident memory on a CPU); `host_mb`: a GPU worker's resident host memory
+        (watched too: a host-side leak creeps to the OOM killer as surely); `error`: the task's failure reason (a
+        broken CUDA context ends the worker whatever its memory); `baseline`: the task was the study's baseline,
+        which neither counts as a trial nor sets the reference (its base model's cache is freed, but a worker's
+        reference is taken after its first trial)."""
+        from sweep.faults import broke_cuda
+
+        if broke_cuda(error):
+            return "its CUDA context is broken (every later trial in it would fail)"
+        if baseline:
+            return None
         self.trials[wid] = self.trials.get(wid, 0) + 1
-        if memory_mb == memory_mb and wid not in self.baseline:
-            self.baseline[wid] = memory_mb
         if self.after and self.trials[wid] >= self.after:
             return f"ran {self.trials[wid]} trials (sweep.recycle_after={self.after})"
-        base = self.baseline.get(wid)
-        if self.growth_mb is not None and base is not None and memory_mb - base > self.growth_mb:
-            return (f"memory grew {memory_mb - base:.0f} MiB past its baseline of {base:.0f} MiB "
-                    f"(sweep.recycle_growth_mb={self.growth_mb:g})")
+        for what, reading, ref in (("memory", memory_mb, self.baseline), ("host memory", host_mb, self.host_baseline)):
+            if reading != reading:  # not read
+                continue
+            base = ref.setdefault(wid, reading)
+            if self.growth_mb is not None and reading - base > self.growth_mb:
+                return (f"{what} grew {reading - base:.0f} MiB past its baseline of {base:.0f} MiB "
+                        f"(sweep.recycle_growth_mb={self.growth_mb:g})")
         return None
 
     def reset(self, wid: int) -> None:
         self.baseline.pop(wid, None)
+        self.host_baseline.pop(wid, None)
         self.trials.pop(wid, None)
 
 

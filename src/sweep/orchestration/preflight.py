@@ -5,7 +5,9 @@ label with one train example or none after the split); the base config's adapter
 plan is built against the model's module inventory (meta device: no weights); every
 explicit target list and group option in the search space is tried; every space key must
 name an existing config key; the Optuna storage and the MLflow store must be usable; with
-sweep.backend=ray the cluster must answer and, with several nodes, MLflow must be a server.
+sweep.backend=ray the cluster must answer and, with several nodes, MLflow must be a server. With a budget
+(sweep.memory_budget_mb, sweep.max_trainable_params) the space's configs are planned (sweep.plan: the grid, or a
+seeded sample): none within it is an error, some beyond it a warning.
 """
 
 from __future__ import annotations
@@ -52,8 +54,41 @@ def preflight(run: RunConfig) -> list[str]:
         check_cluster(run)
     warnings = check_data(run.trial.data, run.trial.train.seed)
     _check_structure(run)
+    warnings += check_budget(run)
     check_stores(run)
     return warnings
+
+
+def check_budget(run: RunConfig, sample: int = 24) -> list[str]:
+    """The space's configs against the sweep's budgets (the whole grid, or `sample` drawn at random): a ConfigError
+    when none is within them (or the model cannot be planned for a memory budget), a warning saying how many are
+    ruled out otherwise."""
+    from sweep.devices import gib
+    from sweep.plan.budget import MEMORY, Budget, rule_out
+    from sweep.plan.configs import space_configs
+
+    budget = Budget.of(run.sweep)
+    if not budget.active:
+        return []
+    key = "sweep.memory_budget_mb" if budget.memory_mb is not None else "sweep.max_trainable_params"
+    configs = space_configs(run, sample=sample, seed=run.sweep.sampler_seed)
+    try:
+        verdicts = [rule_out(cfg, budget) for _, cfg in configs.points]
+    except ConfigError as exc:
+        raise ConfigError([f"{key}: {exc.problems[0]}"]) from None
+    out = [v for v in verdicts if v is not None]
+    if not out:
+        return []
+    what = configs.describe()
+    if len(out) == len(verdicts):
+        memory = [v for v in out if v.constraint == MEMORY]
+        smallest = (f"; the smallest predicted is {gib(min(v.predicted for v in memory))} against "
+                    f"{budget.memory_label}" if memory else "")
+        raise ConfigError([f"{key}: none of {what} is within the budget{smallest} (e.g. {out[0].reason}); raise the "
+                           "budget, lower train.batch_size or data.max_seq_len, narrow the space, or see "
+                           "python -m sweep.plan"])
+    return [f"{key}: {len(out)} of {what} are ruled out before training (e.g. {out[0].reason}); they are recorded, "
+            "not trained, and do not count toward sweep.n_trials"]
 
 
 def _check_structure(run: RunConfig) -> None:

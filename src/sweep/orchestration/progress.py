@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 import time
 
+from sweep.orchestration.study import INFEASIBLE
+
 
 class Progress:
     def __init__(self, mode: str, n_trials: int, study: str, objectives: list[str]):
@@ -87,7 +89,9 @@ class Progress:
     def _status_line(self) -> str:
         c = self._counts
         eta = self.eta_s()
-        return (f"{c.get('finished', 0)}/{self.n_trials} done (complete {c.get('COMPLETE', 0)}, pruned {c.get('PRUNED', 0)}), "
+        ruled_out = f", ruled out {c[INFEASIBLE]}" if c.get(INFEASIBLE) else ""
+        return (f"{c.get('finished', 0)}/{self.n_trials} done (complete {c.get('COMPLETE', 0)}, pruned {c.get('PRUNED', 0)}"
+                f"{ruled_out}), "
                 f"running {self._running}, failed {c.get('FAIL', 0)} | best {self.best} | "
                 f"elapsed {time.time() - self.t0:.0f}s, ETA {'-' if eta is None else f'{eta:.0f}s'}")
 

@@ -84,7 +84,6 @@ class TrialTask:
     output_dir: str  # the trial folder (a Ray actor runs in a node-local one and ships the files back)
     tags: dict[str, str]  # the MLflow run's tags
     tracking: TrialTrackingSpec | None = None  # None: tracking off
-    max_trainable_params: int | None = None
     fault: str | None = None  # test hook: a fault to inject (sweep.faults)
 
     @property
@@ -158,10 +157,12 @@ class Done:
     wid: int
     trial_number: int
     result: TrialResult
-    memory_mb: float = float("nan")
+    memory_mb: float = float("nan")  # the worker's memory after it: CUDA reserved on a GPU, resident on a CPU
     tracked: bool = True  # False: the worker is free again, its run is still being closed (a Tracked event follows:
     #                       always after this Done, a pool keeps each worker's events in the order it sent them)
     shipped: Shipped | None = None  # Ray: the trial folder's files, written into the real folder by the pool
+    host_mb: float = float("nan")  # a GPU worker's resident host memory after it (recycling watches both)
+    baseline: bool = False  # the task was the study's baseline (recycling takes no reference from it)
 
 
 @dataclass(frozen=True)

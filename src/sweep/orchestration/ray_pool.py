@@ -200,7 +200,7 @@ class RayPool:
         if isinstance(task, TrialTask) and ev.shipped is not None:  # the files into the real trial folder, here
             result = shipped.unpack(ev.result, ev.shipped.files, Path(task.output_dir), ev.shipped.artifacts)
             ev = dataclasses.replace(ev, result=result, shipped=None)
-        reason = self.recycler.due(s.wid, ev.memory_mb)
+        reason = self.recycler.due(s.wid, ev.memory_mb, host_mb=ev.host_mb, error=ev.result.error, baseline=ev.baseline)
         if reason:
             self.log(f"{self.describe(s.wid)}: replaced between trials: {reason}")
             self._kill(s)

@@ -26,9 +26,9 @@ import threading
 from pathlib import Path
 
 from sweep.orchestration import shipped
-from sweep.orchestration.protocol import (Done, Event, Placement, PruneReply, Ready, Report, Shipped, Started, Task,
+from sweep.orchestration.protocol import (Event, Placement, PruneReply, Ready, Report, Shipped, Started, Task,
                                           TrialTask, version)
-from sweep.orchestration.worker import execute, gpu_problem, memory_mb
+from sweep.orchestration.worker import done, execute, gpu_problem
 from sweep.text import one_line
 
 
@@ -110,7 +110,7 @@ class TrialActor:
             result.config_hash = task.config_hash if isinstance(task, TrialTask) else ""
         finally:
             shutil.rmtree(folder, ignore_errors=True)
-        self._send(Done(self.wid, n, result, memory_mb(), shipped=Shipped(files, _artifacts(task.tracking, run_id[0]))))
+        self._send(done(self.wid, task, result, shipped=Shipped(files, _artifacts(task.tracking, run_id[0]))))
 
 
 def _artifacts(spec, run_id: str | None) -> dict[str, str] | None:

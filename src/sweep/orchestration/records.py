@@ -16,6 +16,8 @@ which build their attributes with the functions below.
     mlflow_run_id the trial's MLflow run            the coordinator when the worker says started; reuse
     reused_from   the trial whose result it copied   reuse
     retry_count, retry_of  a retry's count and the trial it retries   recovery (enqueued with them)
+    infeasible    {reason, budget, predicted...}: ruled out before training (told PRUNED, with an Optuna constraint
+                  violation, never trained; sweep.plan.budget)   dispatch
 
     study user attributes
     objectives    the study's objective metric names (a rerun must ask the same)
@@ -41,6 +43,7 @@ MLFLOW_RUN_ID = "mlflow_run_id"
 REUSED_FROM = "reused_from"
 RETRY_COUNT = "retry_count"
 RETRY_OF = "retry_of"
+INFEASIBLE = "infeasible"
 
 # ---------------------------------------------------------------- study user attributes
 OBJECTIVES = "objectives"
@@ -48,7 +51,7 @@ EXPERIMENT = "experiment"
 BASELINE_PREFIX = "baseline:"
 
 TRIAL_ATTRS = (CONFIG_HASH, OWNER, ARM, ARM_TRIAL, MAIN_TRIAL, METRICS, RUN, FAILURE_REASON, MLFLOW_RUN_ID,
-               REUSED_FROM, RETRY_COUNT, RETRY_OF)
+               REUSED_FROM, RETRY_COUNT, RETRY_OF, INFEASIBLE)
 STUDY_ATTRS = (OBJECTIVES, EXPERIMENT, BASELINE_PREFIX)
 
 
@@ -95,6 +98,7 @@ class TrialRecord:
     reused_from: int | None = None
     retry_count: int = 0
     retry_of: int | None = None
+    infeasible: dict[str, Any] | None = None  # sweep.plan.budget.Verdict.stored() of a config ruled out before training
 
     @classmethod
     def of(cls, frozen) -> TrialRecord:
@@ -105,7 +109,7 @@ class TrialRecord:
                    main_trial=_int(a.get(MAIN_TRIAL)), metrics=dict(a.get(METRICS) or {}), run=RunInfo.of(a.get(RUN)),
                    failure_reason=str(a.get(FAILURE_REASON, "") or ""), mlflow_run_id=a.get(MLFLOW_RUN_ID),
                    reused_from=_int(a.get(REUSED_FROM)), retry_count=int(a.get(RETRY_COUNT, 0) or 0),
-                   retry_of=_int(a.get(RETRY_OF)))
+                   retry_of=_int(a.get(RETRY_OF)), infeasible=a.get(INFEASIBLE))
 
     @property
     def trained(self) -> bool:
@@ -157,6 +161,11 @@ def reused(prior_number: int, metrics: dict[str, float | None], run_id: str | No
 
 def retry(count: int, of: int) -> dict[str, Any]:
     return {RETRY_COUNT: count, RETRY_OF: of}
+
+
+def ruled_out(verdict: dict[str, Any]) -> dict[str, Any]:
+    """A config ruled out before training: its verdict's stored form (sweep.plan.budget.Verdict.stored)."""
+    return {INFEASIBLE: verdict}
 
 
 def baseline_attr(key: str) -> str:

@@ -124,6 +124,6 @@ class Recovery:
     # ---------------------------------------------------------------- MLflow
     def reconcile(self) -> int:
         """Every MLflow child run of the study gets the terminal status of its Optuna trial."""
-        trials = {r.number: TrialOutcome(r.state, r.failure_reason, r.metrics) for r in self.study.records()
+        trials = {r.number: TrialOutcome(r.state, r.failure_reason, r.metrics, r.infeasible is not None) for r in self.study.records()
                   if r.state != "RUNNING"}
         return self.tracking.reconcile(trials)

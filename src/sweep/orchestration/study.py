@@ -21,6 +21,7 @@ from sweep.retry import STARTUP_DELAYS, retry_while
 from sweep.text import one_line
 
 STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
+INFEASIBLE = "INFEASIBLE"  # Counts' key for trials ruled out before training (Optuna: PRUNED; not in "finished")
 
 
 def storage_url(storage: str | None, output_dir: str, study_name: str) -> str:
@@ -141,7 +142,8 @@ def open_study(sweep_cfg, study_name: str, storage, sampler=None, pruner=None):
 
 
 class Counts(dict):
-    """One read of the study: trials per state (a dict: counts["RUNNING"], counts["finished"]) and what a dispatch
+    """One read of the study: trials per state (a dict: counts["RUNNING"], counts["finished"]; a config ruled out
+    before training is counted under counts[INFEASIBLE], not under PRUNED nor finished) and what a dispatch
     looks up, indexed rather than scanned: finished + running trials per value of a user attribute when asked for
     (`filled`, e.g. per question arm), the first trial that completed each config hash by training (`completed`),
     and the running trials of each config hash (`running`)."""
@@ -151,6 +153,15 @@ class Counts(dict):
         self.filled: dict[Any, int] = {}
         self.completed: dict[str, Any] = {}  # config hash -> FrozenTrial
         self.running: dict[str, list[int]] = {}  # config hash -> trial numbers
+        # configs ruled out before training, per value of the group attribute (None without one): distinct config
+        # hashes (a grid never proposes one twice: its points left shrink) and trials (proposals ruled out)
+        self.ruled_out: dict[Any, int] = {}
+        self.ruled_out_trials: dict[Any, int] = {}
+
+    @property
+    def ruled_out_points(self) -> int:
+        """Distinct configs ruled out in the whole study."""
+        return sum(self.ruled_out.values())
 
 
 _FINAL = ("COMPLETE", "PRUNED", "FAIL")
@@ -161,9 +172,11 @@ class _Tally:
 
     def __init__(self, group_attr: str | None):
         self.group_attr = group_attr
-        self.states = dict.fromkeys(STATES, 0)
+        self.states = dict.fromkeys((*STATES, INFEASIBLE), 0)
         self.filled: dict[Any, int] = {}
         self.completed: dict[str, Any] = {}
+        self.ruled_out: dict[Any, set[str]] = {}
+        self.ruled_out_trials: dict[Any, int] = {}
         self.done: set[int] = set()  # numbers of the finished trials tallied
         self.first_open = 0  # every trial numbered below this is tallied
 
@@ -171,6 +184,8 @@ class _Tally:
         """Trial `t` into the tally (finished) or into this read `c` only (not finished)."""
         state, attrs = t.state.name, t.user_attrs
         final = state in _FINAL
+        if state == "PRUNED" and R.INFEASIBLE in attrs:  # ruled out before training: never fills n_trials nor an arm
+            state = INFEASIBLE
         states, filled = (self.states, self.filled) if final else (c, c.filled)
         if state in states:
             states[state] += 1
@@ -179,6 +194,10 @@ class _Tally:
             if key is not None:
                 filled[key] = filled.get(key, 0) + 1
         h = attrs.get(R.CONFIG_HASH)
+        if state == INFEASIBLE:  # (always final)
+            key = attrs.get(self.group_attr) if self.group_attr is not None else None
+            self.ruled_out.setdefault(key, set()).add(h or f"#{t.number}")
+            self.ruled_out_trials[key] = self.ruled_out_trials.get(key, 0) + 1
         if h is not None:
             if state == "COMPLETE" and R.REUSED_FROM not in attrs:
                 prior = self.completed.get(h)
@@ -190,7 +209,7 @@ class _Tally:
             self.done.add(t.number)
 
     def counts(self, trials: list) -> Counts:
-        c = Counts.fromkeys(STATES, 0)
+        c = Counts.fromkeys((*STATES, INFEASIBLE), 0)
         for t in trials[self.first_open:]:
             if t.number not in self.done:
                 self._add(t, c)
@@ -201,6 +220,8 @@ class _Tally:
         for k, v in self.filled.items():
             c.filled[k] = c.filled.get(k, 0) + v
         c.completed = dict(self.completed)
+        c.ruled_out = {k: len(v) for k, v in self.ruled_out.items()}
+        c.ruled_out_trials = dict(self.ruled_out_trials)
         return c
 
 
@@ -300,6 +321,10 @@ class SweepStudy:
 
     def set_outcome(self, number: int, metrics: dict, run: R.RunInfo | None, failure_reason: str | None = None) -> None:
         self.set_attrs(number, R.outcome(metrics, run, failure_reason))
+
+    def set_infeasible(self, number: int, verdict: dict) -> None:
+        """Ruled out before training (sweep.plan.budget.Verdict.stored()); told PRUNED by the caller."""
+        self.set_attrs(number, R.ruled_out(verdict))
 
     def set_reused(self, number: int, prior: int, metrics: dict, run_id: str | None) -> None:
         self.set_attrs(number, R.reused(prior, metrics, run_id))

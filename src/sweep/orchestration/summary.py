@@ -23,6 +23,7 @@ class SweepSummary:
     interrupted: bool = False
     startup_s: float = 0.0  # until the first worker had imported torch/peft and said ready
     trials_run: int = 0  # trials trained by this run (reused and untrained failures excluded)
+    n_infeasible: int = 0  # configs ruled out before training by the budgets (not among the pruned)
 
 
 def best_trials(study) -> list[dict]:
@@ -45,7 +46,9 @@ def print_summary(s: SweepSummary, run: RunConfig, warnings: list[str] | tuple[s
     """The end of `python -m sweep`: counts, times, best trials, where everything is, and preflight's warnings again
     (they were printed before the first trial, long scrolled away by now)."""
     share = s.trial_compute_s / s.wall_s if s.wall_s else 0.0
-    print(f"\nstudy {s.study_name}: {s.n_complete} complete, {s.n_pruned} pruned, {s.n_failed} failed"
+    ruled_out = (f", {s.n_infeasible} ruled out before training (over sweep.memory_budget_mb or "
+                 "sweep.max_trainable_params; the report lists them)") if s.n_infeasible else ""
+    print(f"\nstudy {s.study_name}: {s.n_complete} complete, {s.n_pruned} pruned, {s.n_failed} failed{ruled_out}"
           + (" (interrupted; rerun the same command to resume)" if s.interrupted else ""))
     print(f"this run: wall {s.wall_s:.1f}s, summed trial time {s.trial_compute_s:.1f}s ({share:.0%} of wall)")
     if s.best:

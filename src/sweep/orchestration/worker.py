@@ -25,18 +25,26 @@ PR_SET_PDEATHSIG = 1  # prctl option: the signal a process receives when its par
 WATCHDOG_S = 0.25  # the parent-death watchdog looks this often
 
 
-def memory_mb() -> float:
-    """The worker's memory after a trial, for recycling: CUDA reserved on a GPU, else resident memory."""
+def memory_mb() -> tuple[float, float]:
+    """The worker's memory after a task, for recycling: (CUDA reserved, resident host memory) on a GPU, (resident
+    memory, NaN) on a CPU."""
+    from sweep.measure.memory import rss_mb
+
     try:
         import torch
 
         if torch.cuda.is_available():
-            return torch.cuda.memory_reserved() / 2**20
+            return torch.cuda.memory_reserved() / 2**20, rss_mb()
     except ImportError:
         pass
-    from sweep.measure.memory import rss_mb
+    return rss_mb(), float("nan")
 
-    return rss_mb()
+
+def done(wid: int, task: Task, result, *, tracked: bool = True, shipped=None) -> Done:
+    """The Done a worker sends after `task`, with its memory readings."""
+    device_mb, host_mb = memory_mb()
+    return Done(wid, task.trial_number, result, device_mb, tracked=tracked, shipped=shipped, host_mb=host_mb,
+                baseline=task.is_baseline)
 
 
 def die_with_parent() -> None:
@@ -177,7 +185,7 @@ def _trial(task: TrialTask, *, wid: int, send: Callable[[Event], None], ask_prun
             return ask_prune(n, step, metrics)
 
     result = failure or run_trial(cfg, reporter=Reporter(), tracker=tracker, output_dir=out, placement=where.as_dict(),
-                                  max_trainable_params=task.max_trainable_params, fault=task.fault)
+                                  fault=task.fault)
 
     def close_run() -> None:
         try:
@@ -243,7 +251,7 @@ def worker_main(conn, worker_id: int, gpu: str | None, threads: int, check_gpu: 
                 closing: list[Callable[[], None]] = []  # the run's closing, handed to the finisher after Done
                 result = execute(msg, wid=worker_id, send=link.send, ask_prune=link.ask_prune, where=where,
                                  finish_later=None if msg.is_baseline else closing.append)
-                link.send(Done(worker_id, n, result, memory_mb(), tracked=not closing))
+                link.send(done(worker_id, msg, result, tracked=not closing))
                 for close in closing:  # only now: its Tracked must follow the Done
                     finisher.submit(n, close)
     except (EOFError, OSError, BrokenPipeError):

@@ -9,7 +9,6 @@ on a CPU: every model is built on the meta device, no weights are read and no GP
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 
 from sweep import devices
@@ -22,8 +21,6 @@ EPILOG = ("examples: python -m sweep.plan +experiment=fit_24gb; python -m sweep.
 PAGED_NOTE = ("paged: a paged optimizer's state in CUDA unified memory, outside PyTorch's allocator; it may spill "
               "to host memory when the card is full, and is counted as resident in total")
 BATCH_LIMIT = 4096  # the largest batch searched for
-UNITS = {"": 1.0, "mib": 1.0, "m": 1.0, "gib": 1024.0, "g": 1024.0, "tib": 1024.0 ** 2,
-         "mb": 1e6 / 2**20, "gb": 1e9 / 2**20, "tb": 1e12 / 2**20}
 COLUMNS = (("weights", "base_weights_mb"), ("adapter", "adapter_mb"), ("grads", "grads_mb"),
            ("optim", "optimizer_mb"), ("paged", "paged_mb"), ("act", "activations_mb"), ("alloc", "allocator_peak_mb"),
            ("fixed", "fixed_mb"), ("total", "total_mb"))
@@ -35,11 +32,10 @@ class UsageError(Exception):
 
 def parse_size(text: str) -> float:
     """MiB in a size like 24GiB, 80GB, 24576MiB or 24576 (MiB)."""
-    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*", text or "")
-    unit = m and m.group(2).lower()
-    if not m or unit not in UNITS or float(m.group(1)) <= 0:
-        raise UsageError(f"--device-memory: cannot read {text!r} as a memory size (give e.g. 24GiB, 80GB or 24576MiB)")
-    return float(m.group(1)) * UNITS[unit]
+    try:
+        return devices.memory_size(text)
+    except ValueError as exc:
+        raise UsageError(f"--device-memory: {exc}") from None
 
 
 class _Parser(argparse.ArgumentParser):

@@ -231,4 +231,22 @@ def model_facts(cfg: TrialConfig, num_labels: int | None) -> ModelFacts:
     return facts
 
 
+def trainable_params(cfg: TrialConfig, num_labels: int | None) -> int:
+    """The adapted model's trainable parameters, counted as the trial counts them (sweep.measure.params), on the
+    meta device, once per structure; for any model transformers builds (not only those sweep.plan plans)."""
+    from sweep.measure.params import count_params
+
+    key = structure_key(cfg, num_labels)
+    n = _TRAINABLE.get(key)
+    if n is None:
+        model, hf, plan = meta_model(cfg, num_labels)
+        if len(_TRAINABLE) >= 256:
+            _TRAINABLE.clear()
+        n = _TRAINABLE[key] = int(count_params(model)["trainable_params"])
+        if key not in _FACTS and hf.model_type in DECODER_TYPES + ENCODER_TYPES:  # the memory plan's build, done
+            _FACTS[key] = facts_of(model, hf, plan, cfg, num_labels)
+    return n
+
+
 _FACTS: dict[str, ModelFacts] = {}  # structure_key -> facts (a CLI plans hundreds of configs of a few structures)
+_TRAINABLE: dict[str, int] = {}  # structure_key -> trainable parameters

@@ -2,7 +2,6 @@
 
     plan_memory(cfg) -> MemoryPlan       the parts below for cfg's batch and sequence length
     largest_batch(cfg, device_mb) -> int  the largest train.batch_size whose plan fits (0: not even 1)
-    over_budget(cfg, budget_mb) -> str | None   a one-line reason when the plan exceeds a memory budget
 
   base_weights_mb   the base model as stored for its quantization (4-bit weights packed, with their scales),
                     buffers included; with adapter_mb it is exactly the trial's `weights_mb` metric (the same
@@ -180,16 +179,3 @@ def largest_batch(cfg: TrialConfig, device_memory_mb: float, *, num_labels: int 
         mid = (lo + hi) // 2
         lo, hi = (mid, hi) if fits(mid) else (lo, mid)
     return lo
-
-
-def over_budget(cfg: TrialConfig, budget_mb: float, *, num_labels: int | None = None,
-                compute_capability: tuple[int, int] | None = None) -> str | None:
-    """None when the planned total of `cfg` fits `budget_mb` MiB, else one line saying by how much and what fits:
-    for the sweep's dispatch to prune a trial before it is placed (the memory twin of sweep.max_trainable_params)."""
-    p = plan_memory(cfg, num_labels=num_labels, compute_capability=compute_capability)
-    if p.fits(budget_mb):
-        return None
-    best = largest_batch(cfg, budget_mb, num_labels=num_labels, compute_capability=compute_capability)
-    fix = f"train.batch_size<={best} fits" if best else "not even train.batch_size=1 fits"
-    return (f"over memory budget: planned {p.total_mb:,.0f} MiB > {budget_mb:,.0f} MiB at batch {p.batch_size} x "
-            f"{p.seq_len} tokens ({fix}; python -m sweep.plan shows the parts)")

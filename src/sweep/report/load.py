@@ -30,7 +30,7 @@ TRIAL_COLUMNS = ("trial", "config_hash", "status", "failure_reason", "reused_fro
 FROM_BASELINE = ("merged_latency_p50_ms", "merged_latency_p95_ms", "merged_latency_p50_ms_ci_low",
                  "merged_latency_p50_ms_ci_high", "merged_latency_per_token_ms", "merged_latency_per_token_ms_ci_low",
                  "merged_latency_per_token_ms_ci_high")
-STATUSES = ("COMPLETE", "PRUNED", "FAILED")
+STATUSES = ("COMPLETE", "PRUNED", "FAILED", T.INFEASIBLE)
 DEFAULT_GROUP_BY = ("lora.targets",)
 DEFAULT_OBJECTIVES = ("eval_accuracy",)
 SCHEDULE_KEYS = ("lora.band_ranks", "lora.layer_ranks", "lora.module_ranks")
@@ -51,12 +51,14 @@ class Study:
     experiment: str  # the experiment (config) name from the parent run
     objectives: list[str]
     group_by: list[str]
-    trials: pd.DataFrame
+    trials: pd.DataFrame  # the trials that were trained (or copied, or failed): every row but those ruled out
     parent_tags: dict[str, str] = field(default_factory=dict)
     parent_params: dict[str, str] = field(default_factory=dict)
     baselines: dict[str, dict[str, float]] = field(default_factory=dict)  # baseline key -> the base model's metrics
     arms: list[dict] = field(default_factory=list)  # [{"arm": label, "budget": trials}] of the question's arms
     experiment_name: str = ""  # the MLflow experiment (the study name unless sweep.experiment_name was set)
+    ruled_out: pd.DataFrame = field(default_factory=pd.DataFrame)  # configs ruled out before training (the budgets;
+    # status INFEASIBLE, the reason in failure_reason): never trained, so in no table of results
 
 
 def parse_param(text: str | None):
@@ -141,7 +143,7 @@ def runs_frame(runs: list) -> pd.DataFrame:
     for run in runs:
         tags, info = run.data.tags, run.info
         status = _status(tags, info.status)
-        reason = tags.get(T.FAILURE_REASON, "") or ""
+        reason = tags.get(T.RULED_OUT if status == T.INFEASIBLE else T.FAILURE_REASON, "") or ""
         if status == "FAILED" and not reason:
             reason = f"no reason recorded (MLflow run status {info.status})"
         reused = tags.get(T.REUSED_FROM, "")
@@ -230,12 +232,15 @@ def load_study(study: str, tracking_uri: str = DEFAULT_TRACKING_URI) -> Study:
     baselines = {r.data.tags.get(T.BASELINE_KEY, ""): dict(r.data.metrics)
                  for r in search_runs(tracking_uri, [exp.experiment_id], T.role_filter(T.ROLE_BASELINE), frame=False)
                  if r.data.tags.get(T.STATUS) == "COMPLETE"}
+    frame = runs_frame(runs)
+    infeasible = frame["status"] == T.INFEASIBLE
     return Study(name=study, tracking_uri=tracking_uri, experiment_id=exp.experiment_id,
                  experiment=parent_tags.get(T.EXPERIMENT, study), experiment_name=exp.name,
                  objectives=_split(parent_tags.get(T.OBJECTIVES), DEFAULT_OBJECTIVES),
                  group_by=_split(parent_tags.get(T.GROUP_BY), DEFAULT_GROUP_BY),
-                 trials=with_baselines(runs_frame(runs), baselines), parent_tags=parent_tags,
-                 parent_params=parent_params, baselines=baselines, arms=json.loads(parent_tags.get(T.ARMS, "[]")))
+                 trials=with_baselines(frame[~infeasible].reset_index(drop=True), baselines), parent_tags=parent_tags,
+                 parent_params=parent_params, baselines=baselines, arms=json.loads(parent_tags.get(T.ARMS, "[]")),
+                 ruled_out=frame[infeasible].reset_index(drop=True))
 
 
 def with_baselines(frame: pd.DataFrame, baselines: dict[str, dict[str, float]]) -> pd.DataFrame:

@@ -51,8 +51,11 @@ def _summary(study: Study, frame: pd.DataFrame, cost: CostConfig) -> str:
     objectives = ", ".join(f"{m} ({mt.direction(m).value})" for m in study.objectives)
     question = study.parent_tags.get("tag.question")
     devices = ", ".join(sorted({d for d in frame["device"] if d})) or "not recorded"
+    ruled_out = len(study.ruled_out)
     text = (f"Experiment `{study.experiment}`, study `{study.name}`: {len(frame)} trial runs in MLflow ({', '.join(parts)}"
-            f"{f'; {n_reused} reused an earlier result' if n_reused else ''}). Objectives: {objectives}. "
+            f"{f'; {n_reused} reused an earlier result' if n_reused else ''})"
+            f"{f', and {ruled_out} configs ruled out before training by the budgets (listed below)' if ruled_out else ''}"
+            f". Objectives: {objectives}. "
             f"Question (grouped by): {', '.join(study.group_by)}" + (f" — {question}" if question else "") + ". "
             f"Devices: {devices}. Source: {study.tracking_uri}, experiment id {study.experiment_id}"
             + (f" (`{study.experiment_name}`)" if study.experiment_name and study.experiment_name != study.name else "")
@@ -95,6 +98,14 @@ def build_blocks(study: Study, cost: CostConfig, folder: Path) -> tuple[list, pd
                Table(tables.trials_table(frame, study.objectives))]
     blocks += [Heading("Failed, pruned and unfinished trials"),
                Table(tables.failures_table(frame), empty="(none: every trial completed)")]
+    if not study.ruled_out.empty:
+        blocks += [Heading("Ruled out before training"),
+                   Text("Configs the sampler proposed that exceed the sweep's budgets (sweep.memory_budget_mb: "
+                        "sweep.plan's predicted total memory; sweep.max_trainable_params): never trained, in no "
+                        "table above, not counted toward sweep.n_trials; Optuna was told they are infeasible, so "
+                        "TPE and NSGA-II steer away from them. predicted_peak_memory_mb is the planned allocator "
+                        "peak; the reason gives the planned total against the budget."),
+                   Table(tables.ruled_out_table(study.ruled_out))]
     reused = tables.reused_table(frame)
     if not reused.empty:
         blocks += [Heading("Reused results"), Table(reused)]

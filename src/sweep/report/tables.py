@@ -184,6 +184,18 @@ def failures_table(frame: pd.DataFrame) -> pd.DataFrame:
     return bad[cols].reset_index(drop=True)
 
 
+def ruled_out_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Configs ruled out before training by the sweep's budgets: their key config, prediction and reason."""
+    if frame.empty:
+        return frame
+    shown = ("lora.targets", "lora.r", "quant.method", "train.batch_size", "data.max_seq_len")  # what memory follows
+    cols = ["trial", "config_hash", *[c for c in shown if c in frame],
+            *varying(frame, [c for c in config_columns(frame) if c not in shown and c not in EXCLUDED_KEYS]),
+            *[c for c in ("predicted_peak_memory_mb", "trainable_params") if c in frame and frame[c].notna().any()],
+            "failure_reason"]
+    return frame[list(dict.fromkeys(cols))].rename(columns={"failure_reason": "why"}).reset_index(drop=True)
+
+
 def reused_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Trials whose result was copied from an earlier trial with the same config hash."""
     reused = frame[frame["reused_from"].map(lambda v: not _is_missing(v))]

@@ -23,6 +23,13 @@ class TrialOutcome:
     state: str  # Optuna state name
     failure_reason: str = ""
     metrics: dict[str, float | None] = field(default_factory=dict)
+    infeasible: bool = False  # ruled out before training (Optuna PRUNED): its run's status is INFEASIBLE
+
+    def terminal(self) -> tuple[str, str] | None:
+        """(MLflow run status, lorasweep status tag) of a trial no longer running, else None."""
+        if self.infeasible and self.state == "PRUNED":
+            return "FINISHED", T.INFEASIBLE
+        return TERMINAL.get(self.state)
 
 
 # Optuna trial state -> (MLflow run status, lorasweep status tag)
@@ -39,6 +46,9 @@ class NullSweepTracking:
         pass
 
     def record_reuse(self, tags: dict[str, str], params: dict, metrics: dict[str, float]) -> str | None:
+        return None
+
+    def record_infeasible(self, tags: dict[str, str], params: dict, metrics: dict[str, float], reason: str) -> str | None:
         return None
 
     def close_trial_run(self, run_id: str | None, reason: str) -> None:
@@ -106,6 +116,15 @@ class SweepTracking:
         tr.finish("FINISHED")
         return tr.run_id
 
+    def record_infeasible(self, tags: dict[str, str], params: dict, metrics: dict[str, float], reason: str) -> str | None:
+        """A child run for a config ruled out before training (nothing trained): its config, its prediction, why."""
+        tr = mt.MlflowTrialTracker(self.uri, self.experiment_id, self.parent_run_id,
+                                   run_name=f"trial-{int(tags[T.TRIAL_NUMBER]):04d}-{tags[T.CONFIG_HASH]}-infeasible",
+                                   tags={**tags, T.STATUS: T.INFEASIBLE, T.RULED_OUT: reason}, params=params)
+        tr.log_metrics(metrics)
+        tr.finish("FINISHED")
+        return tr.run_id
+
     def close_trial_run(self, run_id: str | None, reason: str) -> None:
         """Close the run of a trial whose worker or coordinator died: FAILED with the reason."""
         if run_id:
@@ -119,9 +138,10 @@ class SweepTracking:
         for run in runs:
             number = run.data.tags.get(T.TRIAL_NUMBER, "")
             trial = trials.get(int(number)) if number.lstrip("-").isdigit() else None
-            if trial is None or trial.state not in TERMINAL:
+            terminal = trial.terminal() if trial is not None else None
+            if terminal is None:
                 continue
-            status, tag = TERMINAL[trial.state]
+            status, tag = terminal
             if run.info.status == status and run.data.tags.get(T.STATUS) == tag:
                 continue
             reason = trial.failure_reason if tag == "FAILED" else ""

@@ -29,7 +29,9 @@ USER_TAG = "tag."  # prefix of the experiment's free-form `tags:` copied to the 
 # trial runs
 TRIAL_NUMBER = PREFIX + "trial_number"
 CONFIG_HASH = PREFIX + "config_hash"
-STATUS = PREFIX + "status"  # RUNNING | COMPLETE | PRUNED | FAILED
+STATUS = PREFIX + "status"  # RUNNING | COMPLETE | PRUNED | FAILED | INFEASIBLE (ruled out before training)
+INFEASIBLE = "INFEASIBLE"  # the STATUS of a config ruled out before training (sweep.plan.budget)
+RULED_OUT = PREFIX + "ruled_out"  # why: the budget it exceeds and by how much (one line)
 FAILURE_REASON = PREFIX + "failure_reason"
 REUSED_FROM = PREFIX + "reused_from"  # trial number whose result was copied
 DEVICE = PREFIX + "device"
