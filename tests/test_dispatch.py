@@ -235,7 +235,7 @@ def test_messages_cross_a_pipe_as_they_are():
         assert pickle.loads(pickle.dumps(m)) == m
     assert P.BaselineTask("k", {}, {}).trial_number == -1 and P.BaselineTask("k", {}, {}).is_baseline
     assert where.as_dict() == {"host": socket.gethostname(), "pid": str(os.getpid()), "gpu": "0", "node_id": "node",
-                               "threads": "4"}
+                               "threads": "4", "gpu_name": "", "gpu_uuid": "", "gpu_share": "1"}
     with pytest.raises(Exception):  # frozen: a task is not changed on its way
         msgs[0].trial_number = 4  # type: ignore[misc]
     assert Path(P.__file__).name == "protocol.py"

@@ -9,7 +9,8 @@ from sweep.config.compose import compose, trial_dict
 from sweep.config.run_schema import ParamSpec
 from sweep.config.schema import TrialConfig
 from sweep.orchestration import space as sp
-from sweep.orchestration.pool import plan_workers, visible_gpus
+from sweep.gpus import visible_gpus
+from sweep.orchestration.pool import plan_workers
 
 
 def _sample(space, base, n=30, seed=0):

@@ -55,6 +55,7 @@ def _measure(cfg: TrialConfig, placement: dict[str, str]) -> tuple[dict[str, flo
 
     from sweep.measure import inference
     from sweep.measure import precision as P
+    from sweep.measure.gpu_share import GpuShare
     from sweep.models.loader import build_model, set_cpu_inference_packing
     from sweep.train.evaluate import evaluate
     from sweep.train.prepare import prepare
@@ -66,18 +67,23 @@ def _measure(cfg: TrialConfig, placement: dict[str, str]) -> tuple[dict[str, flo
         torch.set_num_threads(t.threads)
     set_seed(t.seed)
     prep = prepare(cfg, device, placement)
-    model = build_model(cfg.model, task=d.task, num_labels=prep.num_labels, quant=cfg.quant, seed=t.seed, device=device)
-    model.eval()
-    if cfg.quant.enabled:
-        set_cpu_inference_packing(model, True)
-    with P.measuring(t.precision, device):  # the trials' precision: their merged latency is this one
-        metrics = evaluate(model, prep.eval_feats, task=d.task, tok=prep.tok, answers=prep.answers,
-                           batch_size=t.eval_batch_size, device=device, max_new_tokens=d.max_new_tokens, eos_id=prep.eos)
-        batch = inference.eval_batch(prep, t.eval_batch_size, device)
+    share = GpuShare.of(placement)
+    with share.working():
+        model = build_model(cfg.model, task=d.task, num_labels=prep.num_labels, quant=cfg.quant, seed=t.seed,
+                            device=device)
+        model.eval()
+        if cfg.quant.enabled:
+            set_cpu_inference_packing(model, True)
+        with P.measuring(t.precision, device):  # the trials' precision: their merged latency is this one
+            metrics = evaluate(model, prep.eval_feats, task=d.task, tok=prep.tok, answers=prep.answers,
+                               batch_size=t.eval_batch_size, device=device, max_new_tokens=d.max_new_tokens,
+                               eos_id=prep.eos)
+    batch = inference.eval_batch(prep, t.eval_batch_size, device)
+    with share.timing(), P.measuring(t.precision, device):  # on a shared GPU, alone on it while timing
         metrics.update(inference.latency_metrics(model, batch, t, device, "merged_latency"))
         if d.task != "classification":
             metrics.update(inference.generation_metrics(model, prep, t, d.max_new_tokens, device, "merged_latency_per_token"))
-    meta = {**prep.meta, "baseline_key": baseline_key(cfg), "measure_precision": P.measure_precision(t.precision),
+    meta = {**prep.meta, **share.meta(), "baseline_key": baseline_key(cfg), "measure_precision": P.measure_precision(t.precision),
             "meaning": ("zero-shot score of the base model" if d.task != "classification" else
                         "the base model with a freshly initialised, untrained classification head (about chance)")}
     return metrics, json.loads(json.dumps(meta, default=str))

@@ -137,6 +137,7 @@ def _execute(cfg: TrialConfig, *, reporter: Reporter, tracker: Tracker, out: Pat
     from sweep import adapters
     from sweep.measure import inference
     from sweep.measure import precision as P
+    from sweep.measure.gpu_share import GpuShare
     from sweep.measure.memory import PeakMemory
     from sweep.measure.params import count_params, weights_mb
     from sweep.models.loader import build_model, set_cpu_inference_packing
@@ -180,7 +181,8 @@ def _execute(cfg: TrialConfig, *, reporter: Reporter, tracker: Tracker, out: Pat
         metrics.update(ev)
         return reporter.report(step, ev)
 
-    with PeakMemory(device) as mem:
+    share = GpuShare.of(placement)  # a GPU shared with other workers: their latency timing never overlaps this work
+    with share.working(), PeakMemory(device) as mem:
         base = build_model(m, task=d.task, num_labels=prep.num_labels, quant=cfg.quant, seed=t.seed, device=device)
         if cfg.quant.enabled and cfg.quant.prepare_kbit:
             base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=t.gradient_checkpointing)
@@ -227,11 +229,13 @@ def _execute(cfg: TrialConfig, *, reporter: Reporter, tracker: Tracker, out: Pat
     if cfg.quant.enabled:
         set_cpu_inference_packing(model, True)  # training is over: measure the real inference path
     batch = inference.eval_batch(prep, t.eval_batch_size, device)
-    with P.measuring(t.precision, device):  # unmerged and merged alike, at the config's precision
+    # unmerged and merged alike, at the config's precision; on a shared GPU, alone on it while timing
+    with share.timing(), P.measuring(t.precision, device):
         metrics.update(inference.latency_metrics(model, batch, t, device, "latency"))
         if d.task != "classification":
             metrics.update(inference.generation_metrics(model, prep, t, d.max_new_tokens, device, "latency_per_token"))
         _, metrics["merge_max_abs_diff"] = inference.merge_check(model, batch)
+    state["meta"].update(share.meta())
     phase.end("measure")
 
 
@@ -260,8 +264,12 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m sweep.trial [override ...]   e.g. model=minilm lora=qv lora.r=8 quant=nf4\n"
               "Runs one trial from the composed config and prints its metrics; outputs go to sweeps/single/<hash>/.")
         return 0
+    from sweep.gpus import pin_one_gpu
     from sweep.quiet import quiet_libraries, quiet_transformers
 
+    pinned = pin_one_gpu()  # before CUDA starts: with several GPUs visible the Trainer would wrap the model in
+    if pinned:  # DataParallel (a bigger effective batch under the same hash, memory read on one GPU only)
+        print(f"note: several GPUs visible; this trial uses one, CUDA_VISIBLE_DEVICES={pinned}", file=sys.stderr)
     quiet_libraries()
     quiet_transformers()
     try:

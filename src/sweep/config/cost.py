@@ -23,7 +23,8 @@ class CostConfig:
     device: str | None = None  # id in sweep/devices.py (a100-80gb, l4, t4, ...): a null hardware / price comes from its entry
     hardware: str | None = "cpu"  # name of the device the prices are for (null = the device table's name for cost.device)
     price_per_device_hour: float | None = 0.0  # USD per device-hour (null = the device table's price for cost.device)
-    devices_per_trial: int = 1  # devices one trial occupies
+    devices_per_trial: float | None = None  # devices one trial occupies; null = each trial's own: the GPUs it was
+    # given over the workers sharing them (a GPU shared by 2 workers: 0.5), 1 on the CPU
     value_per_accuracy_point_per_month: float | None = None  # USD/month per +1 accuracy point over the baseline
     monthly_benefit: float | None = None  # USD/month, fixed benefit (instead of the per-point value)
     baseline_accuracy: float | None = None  # fraction; null = measured by the study's baseline run (the base model without an adapter)
@@ -42,8 +43,8 @@ class CostConfig:
             v = getattr(self, key)
             if not math.isfinite(v) or v < 0:
                 p.add(f"cost.{key}", f"must be a finite number >= 0, got {v}")
-        if self.devices_per_trial < 1:
-            p.add("cost.devices_per_trial", f"must be >= 1, got {self.devices_per_trial}")
+        if self.devices_per_trial is not None and not (math.isfinite(self.devices_per_trial) and self.devices_per_trial > 0):
+            p.add("cost.devices_per_trial", f"must be > 0 or null (each trial's own share), got {self.devices_per_trial}")
         if self.batch_size_inference is not None and self.batch_size_inference < 1:
             p.add("cost.batch_size_inference", f"must be >= 1 or null (= the trial's eval batch), got {self.batch_size_inference}")
         if not math.isfinite(self.horizon_months) or self.horizon_months <= 0:

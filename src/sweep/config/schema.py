@@ -24,7 +24,8 @@ PROMPT_FORMATS = ("auto", "chat", "plain")
 LORA_METHODS = ("lora", "adalora")
 LORA_INITS = ("default", "gaussian", "pissa", "olora")
 QUANT_METHODS = ("none", "nf4", "fp4", "int8")
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")  # auto: resolved from the machine's GPUs (sweep.gpus.auto_precision)
+AUTO_COMPUTE = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}  # quant.compute_dtype=auto per precision
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 DEVICES = ("auto", "cpu", "cuda")
 TARGET_PRESETS = ("qv", "qk", "qkv", "qkvo", "mlp", "all_linear")
@@ -212,14 +213,14 @@ class QuantConfig:
     GROUP: ClassVar[str] = "quant"
     method: str = "none"  # none | nf4 | fp4 | int8 (bitsandbytes)
     double_quant: bool = False  # 4-bit: quantize the quantization constants too
-    compute_dtype: str = "float32"  # 4-bit: dtype of the matmuls
+    compute_dtype: str = "float32"  # 4-bit: dtype of the matmuls; auto = the training precision's (bfloat16 under bf16)
     skip_modules: list[str] = field(default_factory=lambda: ["classifier", "score", "pooler", "lm_head"])  # kept unquantized
     prepare_kbit: bool = True  # peft.prepare_model_for_kbit_training on quantized models
 
     def __post_init__(self) -> None:
         p = Problems()
         _one_of(p, "quant.method", self.method, QUANT_METHODS)
-        _one_of(p, "quant.compute_dtype", self.compute_dtype, DTYPES)
+        _one_of(p, "quant.compute_dtype", self.compute_dtype, (*DTYPES, "auto"))
         if self.method in ("none", "int8") and self.double_quant:
             p.add("quant.double_quant", f"only applies to 4-bit (nf4/fp4), not quant.method={self.method}; set quant.double_quant=false")
         p.raise_if_any()
@@ -243,7 +244,8 @@ class TrainConfig:
     weight_decay: float = 0.0  # AdamW weight decay
     scheduler: str = "linear"  # linear | cosine | constant | constant_with_warmup
     max_grad_norm: float = 1.0  # gradient clipping
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (fp16 needs a GPU)
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (fp16 needs a GPU) | auto (bf16 on GPUs that have it, fp16 on older
+    # ones, fp32 on the CPU: resolved when the config is built, before its hash)
     gradient_checkpointing: bool = False  # trade compute for activation memory
     eval_every: int = 0  # steps between intermediate evaluations (for a pruner or curves); 0 = only at the end
     eval_subset: int | None = 256  # eval examples of the intermediate evaluations (a fixed subset; null = all)
@@ -310,14 +312,31 @@ class TrialConfig:
             problems.add(k, "not part of a trial config")
         problems.raise_if_any()
         cfg = cls(**parts)
+        cfg.resolve_auto()
         cfg.check()
         return cfg
+
+    def resolve_auto(self) -> None:
+        """train.precision=auto and quant.compute_dtype=auto become what they mean on this machine (its GPUs as
+        CUDA_VISIBLE_DEVICES shows them; sweep.gpus.auto_precision), before anything hashes the config: a hash
+        always means one precision. A worker receives the resolved values, never `auto`."""
+        if self.train.precision == "auto":
+            from sweep.gpus import auto_precision
+
+            self.train.precision = auto_precision(self.train.device)
+        if self.quant.compute_dtype == "auto":
+            self.quant.compute_dtype = AUTO_COMPUTE[self.train.precision]
 
     def check(self) -> None:
         """Cross-group consistency checks (one group alone cannot see these)."""
         p = Problems()
         if self.train.precision == "fp16" and self.train.device == "cpu":
             p.add("train.precision", "fp16 needs a GPU; use train.precision=bf16 or fp32 on CPU")
+        if (self.train.precision == "fp16" and self.model.dtype == "float16" and not self.quant.enabled
+                and self.data.task == "classification"):  # (adapters stay fp32: PEFT upcasts them; the head does not)
+            p.add("train.precision", "fp16 mixed precision cannot train the classifier head's float16 copy that "
+                  "model.dtype=float16 gives it (the gradient scaler refuses fp16 gradients): use model.dtype=float32, "
+                  "or train.precision=bf16 with model.dtype=bfloat16")
         if self.data.task == "instruction" and self.model.source == "tiny" and self.model.arch == "bert":
             p.add("model.arch", "instruction tuning needs a causal LM; use model=tiny_llama")
         p.raise_if_any()

@@ -164,6 +164,7 @@ class Dispatcher:
             tdict = trial_dict(self.rc.overrides, params, self.group_params, conf=self.snapshot.conf,
                                config_dirs=self.snapshot.config_dirs)
             cfg = TrialConfig.from_dict(tdict)
+            tdict = cfg.to_dict()  # what `auto` resolved to (train.precision, quant.compute_dtype): what is hashed
         except ConfigError as exc:
             self._record(n, None, arm_trial)
             self.fail_untrained(Pending(trial, None, arm_trial=arm_trial), "config: " + "; ".join(exc.problems))

@@ -42,6 +42,7 @@ class LocalPool:
     def __init__(self, plan: list[tuple[str | None, int]], recycler: Recycler | None = None, log=print,
                  check_gpu: bool = True):
         self.procs = [_Proc(i, gpu, threads) for i, (gpu, threads) in enumerate(plan)]
+        self.shares = {g: sum(1 for q in self.procs if q.gpu == g) for g in {p.gpu for p in self.procs} if g}
         self.check_gpu = check_gpu  # a worker refuses a GPU torch cannot use (see worker.gpu_problem)
         self.recycler = recycler or Recycler(None, None)
         self.log = log
@@ -59,8 +60,9 @@ class LocalPool:
             sys.warnoptions.append(QUIET_TRACKER)
         ctx = mp.get_context("spawn")
         parent, child = ctx.Pipe()
-        p.proc = ctx.Process(target=worker_main, args=(child, p.wid, p.gpu, p.threads, self.check_gpu), daemon=True,
-                             name=f"lorasweep-worker-{p.wid}")
+        p.proc = ctx.Process(target=worker_main, args=(child, p.wid, p.gpu, p.threads, self.check_gpu,
+                                                       self.shares.get(p.gpu, 1)),
+                             daemon=True, name=f"lorasweep-worker-{p.wid}")
         p.proc.start()
         child.close()
         p.conn, p.ready, p.busy = parent, False, False

@@ -25,11 +25,12 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from sweep.gpus import visible_gpus
 from sweep.orchestration.protocol import (Done, Event, Lost, PruneReply, Ready, Report, Started, Task, Tracked,
                                           VersionMismatch, check_version, version)
 
 __all__ = ["Done", "Event", "Lost", "Ready", "Report", "Started", "Tracked", "WorkerPool", "WorkerStartupError",
-           "Recycler", "admit", "plan_workers", "visible_gpus"]
+           "Recycler", "admit", "plan_workers"]
 
 
 class WorkerStartupError(RuntimeError):
@@ -103,19 +104,6 @@ class Recycler:
         self.baseline.pop(wid, None)
         self.host_baseline.pop(wid, None)
         self.trials.pop(wid, None)
-
-
-def visible_gpus() -> list[str]:
-    """The GPU ids this machine's workers may use, without importing torch: CUDA_VISIBLE_DEVICES when set, else
-    the NVIDIA driver's device list (empty on a machine without an NVIDIA GPU)."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        ids = [g.strip() for g in visible.split(",") if g.strip()]
-        return [] if not ids or ids[0].startswith("-") else ids
-    try:
-        return [str(i) for i in range(len(os.listdir("/proc/driver/nvidia/gpus")))]
-    except OSError:
-        return []
 
 
 def plan_workers(workers: Any, workers_per_gpu: int, threads_per_worker: int,

@@ -52,11 +52,38 @@ def preflight(run: RunConfig) -> list[str]:
         from sweep.orchestration.ray_connect import check_cluster
 
         check_cluster(run)
+    check_precision(run)
     warnings = check_data(run.trial.data, run.trial.train.seed)
     _check_structure(run)
     warnings += check_budget(run)
     check_stores(run)
     return warnings
+
+
+def check_precision(run: RunConfig) -> None:
+    """The precisions the sweep may train at can run on its GPUs: `auto` is resolved from this machine's GPUs, so a
+    Ray sweep (trained on the cluster's) must name one; bf16 (training, or 4-bit compute) needs compute capability
+    8.0 on every GPU the local workers get."""
+    from sweep import gpus
+
+    spec = run.sweep.space.get("train.precision")
+    wanted = {str(run.raw.get("train", {}).get("precision", "")), *(str(c) for c in (spec.choices or [] if spec else []))}
+    auto = "auto" in wanted or run.raw.get("quant", {}).get("compute_dtype") == "auto"
+    if run.sweep.backend == "ray" and auto:
+        raise ConfigError(["train.precision: auto is resolved from this machine's GPUs, but sweep.backend=ray trains on "
+                           "the cluster's: set train.precision=bf16 (compute capability 8.0 and newer) or fp16, and "
+                           "quant.compute_dtype to match"])
+    if run.sweep.backend != "local" or run.trial.train.device == "cpu":
+        return
+    resolved = {gpus.auto_precision(run.trial.train.device) if w == "auto" else w for w in wanted}
+    q = run.trial.quant
+    bf16 = "bf16" in resolved or (q.enabled and q.compute_dtype == "bfloat16")
+    weak = gpus.without_bf16()
+    if bf16 and weak:
+        g = weak[0]
+        raise ConfigError([f"train.precision: bf16 needs compute capability 8.0, but GPU {g.index} ({g.name}) has "
+                           f"{g.capability[0]}.{g.capability[1]}: use train.precision=auto (fp16 there) or fp16, and "
+                           "quant.compute_dtype=auto or float16"])
 
 
 def check_budget(run: RunConfig, sample: int = 24) -> list[str]:

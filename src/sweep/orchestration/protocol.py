@@ -65,10 +65,27 @@ class Placement:
     gpu: str = ""  # the GPU ids it was given ("" on CPU)
     node_id: str = ""  # Ray node id ("" locally)
     threads: str = ""  # torch CPU threads
+    gpu_name: str = ""  # the GPU's model as CUDA reports it ("NVIDIA H200"); "" on CPU
+    gpu_uuid: str = ""  # its UUID: the same device whatever order CUDA and the driver number GPUs in
+    gpu_share: str = ""  # workers sharing that GPU ("1": its own; "" on CPU): sweep.measure.gpu_share
 
     @classmethod
-    def here(cls, gpu: str | None, node_id: str = "", threads: int | str = "") -> Placement:
-        return cls(socket.gethostname(), str(os.getpid()), gpu or "", node_id, str(threads))
+    def here(cls, gpu: str | None, node_id: str = "", threads: int | str = "", share: int = 1) -> Placement:
+        """This process; with a GPU given, the model and UUID CUDA reports for it (torch must be imported: a worker
+        calls this after its warm-up)."""
+        name = uuid = ""
+        if gpu:
+            import sys
+
+            torch = sys.modules.get("torch")
+            try:
+                if torch is not None and torch.cuda.is_available():
+                    props = torch.cuda.get_device_properties(0)
+                    name, uuid = props.name, str(getattr(props, "uuid", "") or "")
+            except Exception:  # noqa: BLE001 - a GPU torch cannot use is the worker's own refusal (gpu_problem)
+                pass
+        return cls(socket.gethostname(), str(os.getpid()), gpu or "", node_id, str(threads), name, uuid,
+                   str(share) if gpu else "")
 
     def as_dict(self) -> dict[str, str]:
         """For meta.json's `placement` and the run's tags."""

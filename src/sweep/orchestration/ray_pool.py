@@ -78,6 +78,7 @@ class RayPool:
         self.actor = self.ray.remote(TrialActor).options(max_concurrency=CONCURRENCY, max_restarts=0,
                                                          scheduling_strategy="SPREAD", **plan.resources)
         self.threads = plan.threads
+        self.share = c.workers_per_gpu if "num_gpus" in plan.resources else 1  # actors per GPU (fractional num_gpus)
         self.log(f"Ray cluster at {c.ray.address}: {len(nodes)} node(s); {plan.describe()}")
         if plan.count > plan.capacity:
             self.log(f"sweep.workers={c.workers} asks for more workers than the cluster holds ({plan.capacity}): "
@@ -88,7 +89,7 @@ class RayPool:
 
     def _create(self, s: _Slot) -> None:
         s.generation += 1
-        s.handle = self.actor.remote(s.wid, self.threads, self.check_gpu)
+        s.handle = self.actor.remote(s.wid, self.threads, self.check_gpu, self.share)
         s.ready = s.busy = s.unreachable = s.pending_logged = False
         s.task, s.created, s.out = None, time.time(), set()
         self._call(s, "ready", "ready")

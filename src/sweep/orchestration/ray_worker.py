@@ -28,14 +28,15 @@ from pathlib import Path
 from sweep.orchestration import shipped
 from sweep.orchestration.protocol import (Event, Placement, PruneReply, Ready, Report, Shipped, Started, Task,
                                           TrialTask, version)
-from sweep.orchestration.worker import done, execute, gpu_problem
+from sweep.orchestration.worker import cap_memory, done, execute, gpu_problem
 from sweep.text import one_line
 
 
 class TrialActor:
-    def __init__(self, wid: int, threads: int, check_gpu: bool = True):
+    def __init__(self, wid: int, threads: int, check_gpu: bool = True, share: int = 1):
         self.wid = wid
         self.check_gpu = check_gpu
+        self.share = share  # actors sharing its GPU (num_gpus = 1/share)
         self.threads = max(1, int(threads))
         self.where: Placement | None = None
         self.cond = threading.Condition()
@@ -57,7 +58,8 @@ class TrialActor:
         import sweep.trial  # noqa: F401
 
         gpu = ",".join(str(g) for g in ray.get_gpu_ids())
-        self.where = Placement.here(gpu, ray.get_runtime_context().get_node_id(), torch.get_num_threads())
+        cap_memory(gpu, self.share)
+        self.where = Placement.here(gpu, ray.get_runtime_context().get_node_id(), torch.get_num_threads(), self.share)
         return Ready(self.wid, self.where, version(), gpu_problem(gpu) if self.check_gpu else "")
 
     def ping(self) -> bool:

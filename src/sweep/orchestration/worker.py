@@ -132,7 +132,8 @@ class Finisher:
 def _run_tags(task: Task, where: Placement) -> dict[str, str]:
     from sweep.tracking import tags as T
 
-    return {**task.tags, T.HOST: where.host, T.NODE_ID: where.node_id, T.GPU: where.gpu}
+    return {**task.tags, T.HOST: where.host, T.NODE_ID: where.node_id, T.GPU: where.gpu, T.GPU_NAME: where.gpu_name,
+            T.GPU_UUID: where.gpu_uuid, T.GPU_SHARE: where.gpu_share}
 
 
 def _baseline(task: BaselineTask, where: Placement):
@@ -227,7 +228,7 @@ def _sigterm(_signum, _frame):
     os._exit(143)
 
 
-def worker_main(conn, worker_id: int, gpu: str | None, threads: int, check_gpu: bool = True) -> None:
+def worker_main(conn, worker_id: int, gpu: str | None, threads: int, check_gpu: bool = True, share: int = 1) -> None:
     """A local worker process: import torch/peft once, then run the tasks the coordinator sends."""
     die_with_parent()
     if gpu is not None:
@@ -237,7 +238,7 @@ def worker_main(conn, worker_id: int, gpu: str | None, threads: int, check_gpu: 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle
     link = Link(conn, worker_id)
     try:
-        where = _warm_up(threads, gpu)
+        where = _warm_up(threads, gpu, share)
         link.send(Ready(worker_id, where, version(), gpu_problem(gpu) if check_gpu else ""))
         threading.Thread(target=_preload, name="preload", daemon=True).start()
         finisher = Finisher(link)
@@ -293,7 +294,21 @@ def _preload() -> None:
         pass
 
 
-def _warm_up(threads: int, gpu: str | None) -> Placement:
+def cap_memory(gpu: str | None, share: int) -> None:
+    """A GPU shared by `share` workers: this process may allocate its share of the memory, no more (an OOM is then
+    the config's, not its neighbour's)."""
+    from sweep.measure.gpu_share import memory_fraction
+
+    fraction = memory_fraction(share)
+    if not gpu or fraction is None:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.set_per_process_memory_fraction(fraction, 0)
+
+
+def _warm_up(threads: int, gpu: str | None, share: int = 1) -> Placement:
     from sweep.quiet import quiet_libraries, quiet_transformers
 
     quiet_libraries()
@@ -306,4 +321,5 @@ def _warm_up(threads: int, gpu: str | None) -> Placement:
     import sweep.trial  # noqa: F401
 
     quiet_transformers()
-    return Placement.here(gpu, threads=torch.get_num_threads())
+    cap_memory(gpu, share)
+    return Placement.here(gpu, threads=torch.get_num_threads(), share=share)

@@ -157,6 +157,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         dirs, overrides = split_config_dirs(rest)
         run = compose(overrides, dirs)
+        if run.raw.get("train", {}).get("precision") == "auto":  # auto means the planned card's precision, not this
+            # machine's: bf16 from compute capability 8.0 (a generic card is taken as a recent one), else fp16
+            precision = "fp16" if capability is not None and capability < (8, 0) else "bf16"
+            run = compose([*overrides, f"train.precision={precision}"], dirs)
         what, table, notes = plan_table(run, device_mb, capability, sample=args.sample, seed=args.seed)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,6 +1,7 @@
 """Cost and return on investment of a sweep and of each config, from measured time and latency.
 
-    training cost (USD)         = train_time_s / 3600 x price_per_device_hour x devices_per_trial
+    training cost (USD)         = train_time_s / 3600 x price_per_device_hour x devices held (cost.devices_per_trial,
+                                  or each trial's own: its GPUs over the workers sharing them; devices_held)
     inference (USD / 1M req.)   = merged_latency_p50_ms / batch_size_inference x 1e6 / 3.6e6 x price_per_device_hour
     monthly inference (USD)     = inference per 1M x monthly_requests / 1e6
     monthly total (USD)         = monthly inference + this config's training cost / horizon_months
@@ -51,9 +52,27 @@ def cost_direction(column: str) -> Direction:
 
 
 # ------------------------------------------------------------------ arithmetic (plain numbers in, numbers out)
-def training_cost(train_time_s: float, cost: CostConfig) -> float:
-    """USD spent training one trial."""
-    return train_time_s / 3600.0 * cost.price_per_device_hour * cost.devices_per_trial
+def training_cost(train_time_s: float, cost: CostConfig, devices: float = 1.0) -> float:
+    """USD spent training one trial that held `devices` devices (cost.devices_per_trial when set)."""
+    held = cost.devices_per_trial if cost.devices_per_trial is not None else devices
+    return train_time_s / 3600.0 * cost.price_per_device_hour * held
+
+
+def devices_held(frame: pd.DataFrame) -> pd.Series:
+    """The devices each trial held: its GPUs (the `gpu` column: CUDA_VISIBLE_DEVICES of its worker) over the
+    workers sharing them (`gpu_share`), 1 for a CPU trial or one recorded before shares were."""
+    gpu = frame["gpu"] if "gpu" in frame else pd.Series("", index=frame.index)
+    share = frame["gpu_share"] if "gpu_share" in frame else pd.Series("", index=frame.index)
+
+    def held(g, s) -> float:
+        ids = [x for x in str(g or "").split(",") if x.strip()]
+        try:
+            n = int(s)
+        except (TypeError, ValueError):
+            n = 1
+        return len(ids) / max(n, 1) if ids else 1.0
+
+    return pd.Series([held(g, s) for g, s in zip(gpu, share)], index=frame.index, dtype=float)
 
 
 def inference_cost_per_million(latency_ms_per_batch: float, batch_size: float, cost: CostConfig) -> float:
@@ -111,7 +130,9 @@ def sweep_total_cost(frame: pd.DataFrame, cost: CostConfig) -> tuple[float, int,
     ran = frame[~reused]
     t = pd.to_numeric(ran["train_time_s"], errors="coerce")
     known = t.notna()
-    return float(sum(training_cost(float(x), cost) for x in t[known])), int(known.sum()), int((~known).sum())
+    held = devices_held(ran)
+    return (float(sum(training_cost(float(x), cost, float(d)) for x, d in zip(t[known], held[known]))),
+            int(known.sum()), int((~known).sum()))
 
 
 def baseline_of(frame: pd.DataFrame, cost: CostConfig) -> tuple[pd.Series, str]:
@@ -142,7 +163,8 @@ def add_costs(frame: pd.DataFrame, cost: CostConfig) -> pd.DataFrame:
     latency = pd.to_numeric(out.get("merged_latency_p50_ms", nan), errors="coerce")
     acc = pd.to_numeric(out.get("eval_accuracy", nan), errors="coerce")
     batch = _batch_sizes(out, cost)
-    out["training_cost_usd"] = train_s / 3600.0 * cost.price_per_device_hour * cost.devices_per_trial
+    held = devices_held(out) if cost.devices_per_trial is None else pd.Series(cost.devices_per_trial, index=out.index)
+    out["training_cost_usd"] = train_s / 3600.0 * cost.price_per_device_hour * held
     out["inference_usd_per_million"] = latency / batch * PER_MILLION / HOURS_MS * cost.price_per_device_hour
     out["monthly_inference_usd"] = out["inference_usd_per_million"] * cost.monthly_requests / PER_MILLION
     out["monthly_total_usd"] = out["monthly_inference_usd"] + out["training_cost_usd"] / cost.horizon_months

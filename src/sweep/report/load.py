@@ -25,7 +25,8 @@ from sweep.tracking.mlflow_tracker import absolute_uri, check_sqlite_file, searc
 
 DEFAULT_TRACKING_URI = "sqlite:///.mlflow/mlflow.db"
 TRIAL_COLUMNS = ("trial", "config_hash", "status", "failure_reason", "reused_from", "device", "seed", "git_sha",
-                 "arm", "baseline_key", "host", "node_id", "gpu", "run_id", "run_name", "run_status", "start_time")
+                 "arm", "baseline_key", "host", "node_id", "gpu", "gpu_share", "run_id", "run_name", "run_status",
+                 "start_time")
 # what a trial takes from its baseline run: the merged model computes exactly what the base model computes
 FROM_BASELINE = ("merged_latency_p50_ms", "merged_latency_p95_ms", "merged_latency_p50_ms_ci_low",
                  "merged_latency_p50_ms_ci_high", "merged_latency_per_token_ms", "merged_latency_per_token_ms_ci_low",
@@ -154,6 +155,7 @@ def runs_frame(runs: list) -> pd.DataFrame:
             "device": tags.get(T.DEVICE, ""), "seed": tags.get(T.SEED, ""),
             "git_sha": tags.get(T.GIT_SHA, ""), "arm": tags.get(T.ARM, ""), "baseline_key": tags.get(T.BASELINE_KEY, ""),
             "host": tags.get(T.HOST, ""), "node_id": tags.get(T.NODE_ID, ""), "gpu": tags.get(T.GPU, ""),
+            "gpu_share": tags.get(T.GPU_SHARE, ""),
             "run_id": info.run_id, "run_name": info.run_name or "",
             "run_status": info.status, "start_time": info.start_time,
         })

@@ -51,6 +51,12 @@ def _summary(study: Study, frame: pd.DataFrame, cost: CostConfig) -> str:
     objectives = ", ".join(f"{m} ({mt.direction(m).value})" for m in study.objectives)
     question = study.parent_tags.get("tag.question")
     devices = ", ".join(sorted({d for d in frame["device"] if d})) or "not recorded"
+    share = pd.to_numeric(frame["gpu_share"], errors="coerce") if "gpu_share" in frame else pd.Series(dtype=float)
+    shared = int((share > 1).sum())
+    if shared:  # its latency was timed alone on the GPU (sweep.measure.gpu_share), its training was not
+        devices += (f"; {shared} trial{'s' if shared != 1 else ''} trained on a GPU shared with other workers "
+                    "(train_time_s and throughput include the neighbours' load; latency was timed alone; training "
+                    "cost counts its share of the GPU)")
     ruled_out = len(study.ruled_out)
     text = (f"Experiment `{study.experiment}`, study `{study.name}`: {len(frame)} trial runs in MLflow ({', '.join(parts)}"
             f"{f'; {n_reused} reused an earlier result' if n_reused else ''})"

@@ -22,8 +22,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI, help=f"MLflow tracking URI (default {DEFAULT_TRACKING_URI})")
     ap.add_argument("--sweeps-dir", default="sweeps", help="folder with <study>/trials/ (default sweeps)")
     args = ap.parse_args(argv)
+    from sweep.gpus import pin_one_gpu
     from sweep.quiet import quiet_libraries
 
+    pinned = pin_one_gpu()  # one trial, one GPU: with several visible the Trainer would wrap it in DataParallel
+    if pinned:
+        print(f"note: several GPUs visible; the rerun uses one, CUDA_VISIBLE_DEVICES={pinned}", file=sys.stderr)
     quiet_libraries()
     try:
         outcome = reproduce(args.prefix, tracking_uri=args.tracking_uri, sweeps_dir=args.sweeps_dir)

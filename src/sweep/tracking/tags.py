@@ -41,6 +41,9 @@ GIT_DIRTY = PREFIX + "git_dirty"
 HOST = PREFIX + "host"  # where the trial ran: hostname
 NODE_ID = PREFIX + "node_id"  # Ray node id (empty on the local backend)
 GPU = PREFIX + "gpu"  # CUDA_VISIBLE_DEVICES of the worker (empty on CPU)
+GPU_NAME = PREFIX + "gpu_name"  # the worker's GPU model as CUDA reports it
+GPU_UUID = PREFIX + "gpu_uuid"  # and its UUID
+GPU_SHARE = PREFIX + "gpu_share"  # workers sharing that GPU (1: its own); empty on CPU
 ARM = PREFIX + "arm"  # the question arm of the trial (`lora.targets=qv`), empty without arms
 BASELINE_KEY = PREFIX + "baseline_key"  # the baseline (base model, quant, data, batch) a trial shares with others
 

@@ -129,6 +129,10 @@ def train(model, train_feats: list[dict], collator, *, cfg: TrainConfig, device:
             dataloader_num_workers=0,
             remove_unused_columns=False,
         )
+        if args.n_gpu > 1 and not getattr(model, "hf_device_map", None):  # (a model placed across GPUs is not wrapped)
+            raise RuntimeError(f"{args.n_gpu} GPUs are visible to one trial: the Trainer would wrap the model in "
+                               "DataParallel (a larger effective batch under the same config hash); give the trial one "
+                               "GPU (CUDA_VISIBLE_DEVICES=0; python -m sweep.trial and the sweep's workers do)")
         cb = _callbacks(eval_fn=eval_fn, every=cfg.eval_every, max_steps=steps, on_eval=on_eval, on_loss=on_loss,
                         adalora=adalora, state=state)
         optimizers = (loraplus_optimizer(model, args, loraplus_lr_ratio), None) if loraplus_lr_ratio else (None, None)
