@@ -213,3 +213,47 @@ def test_training_is_priced_by_the_share_of_the_gpus_a_trial_held():
     assert list(own["training_cost_usd"]) == [1.0, 4.0, 2.0, 2.0]
     fixed = add_costs(frame, CostConfig(price_per_device_hour=2.0, monthly_benefit=1.0, devices_per_trial=3))
     assert list(fixed["training_cost_usd"]) == [6.0] * 4
+
+
+# ---------------------------------------------------------------- one trial across several GPUs
+def test_workers_of_several_gpus_each():
+    from sweep.orchestration.pool import plan_workers
+    from sweep.orchestration.ray_connect import plan_actors
+
+    assert [g for g, _ in plan_workers("auto", 1, 0, gpus=["0", "1", "2", "3"], gpus_per_worker=2)] == ["0,1", "2,3"]
+    assert [g for g, _ in plan_workers("auto", 1, 0, gpus=["0", "1", "2"], gpus_per_worker=2)] == ["0,1"]
+    assert [g for g, _ in plan_workers(1, 1, 0, gpus=["0", "1", "2", "3"], gpus_per_worker=2)] == ["0,1"]
+    with pytest.raises(ConfigError, match="sweep.gpus_per_worker: 2 GPUs per worker, but 1 visible"):
+        plan_workers("auto", 1, 0, gpus=["0"], gpus_per_worker=2)
+    plan = plan_actors("auto", 1, 1.0, 0, {"GPU": 4.0, "CPU": 16.0}, gpus_per_worker=2)
+    assert plan.resources == {"num_gpus": 2.0, "num_cpus": 0.0} and plan.capacity == 2 and plan.count == 2
+    with pytest.raises(ConfigError, match="sweep.gpus_per_worker"):
+        compose(["sweep.gpus_per_worker=2", "sweep.workers_per_gpu=2"])
+
+
+def test_a_model_is_placed_across_a_workers_gpus_with_room_to_train():
+    from sweep.models.loader import SPREAD_HEADROOM, device_map_for
+
+    assert device_map_for([81920]) is None and device_map_for([]) is None
+    spread = device_map_for([81920, 40960])
+    assert spread == {"device_map": "auto", "max_memory": {0: f"{int(81920 * SPREAD_HEADROOM)}MiB",
+                                                           1: f"{int(40960 * SPREAD_HEADROOM)}MiB"}}
+
+
+def test_preflight_refuses_weights_the_workers_gpus_cannot_hold(machine):
+    """Llama-3.1-8B in bf16 is about 15 GiB of weights: not on one 15 GiB T4, on two of them."""
+    from sweep.orchestration.preflight import check_gpus
+
+    t4b = gpus.Gpu("2", "Tesla T4", "GPU-ffff-6666", capability=(7, 5), memory_mib=15360)
+    machine(T4, t4b)
+    big = ["model=llama3_1_8b", "data=instruct_llm", "model.dtype=bfloat16"]
+    with pytest.raises(ConfigError) as e:
+        check_gpus(compose(big))
+    (line,) = e.value.problems
+    assert line.startswith("sweep.gpus_per_worker: model llama3.1-8b's weights take 15.0 GiB as stored, more than the "
+                           "14.5 GiB one GPU of this machine leaves") and "quant=nf4" in line
+    check_gpus(compose([*big, "sweep.gpus_per_worker=2"]))
+    check_gpus(compose([*big, "quant=nf4"]))
+    with pytest.raises(ConfigError, match="this machine shows 2"):
+        check_gpus(compose([*big, "sweep.gpus_per_worker=3"]))
+    check_gpus(compose([*big, "train.device=cpu"]))  # the CPU: no GPU to fit

@@ -78,6 +78,7 @@ class SweepConfig:
     output_dir: str = "sweeps"  # per-study folders: study.db, trials/<n>-<hash>/
     workers: Any = "auto"  # auto (one per GPU, or CPU cores / threads_per_worker) or an integer
     workers_per_gpu: int = 1  # workers sharing each visible GPU
+    gpus_per_worker: int = 1  # GPUs one worker (one trial) holds: a model larger than one GPU is placed across them
     threads_per_worker: int = 0  # torch threads per CPU worker (0 = cores / workers)
     sampler: str = "tpe"  # tpe | nsga2 | random | grid
     sampler_seed: int = 0  # seed of the sampler
@@ -115,6 +116,10 @@ class SweepConfig:
         if not (self.workers == "auto" or (isinstance(self.workers, int) and not isinstance(self.workers, bool) and self.workers >= 1)):
             p.add("sweep.workers", f"must be auto or a positive integer, got {self.workers!r}")
         _at_least(p, "sweep.workers_per_gpu", self.workers_per_gpu, 1)
+        _at_least(p, "sweep.gpus_per_worker", self.gpus_per_worker, 1)
+        if self.gpus_per_worker > 1 and self.workers_per_gpu > 1:
+            p.add("sweep.gpus_per_worker", "a trial across several GPUs cannot share them with other workers: set "
+                  "sweep.workers_per_gpu=1, or sweep.gpus_per_worker=1")
         _at_least(p, "sweep.threads_per_worker", self.threads_per_worker, 0)
         _one_of(p, "sweep.sampler", self.sampler, SAMPLERS)
         _one_of(p, "sweep.pruner", self.pruner, PRUNERS)

@@ -47,6 +47,14 @@ def release() -> None:
         pass
 
 
+def _cuda_devices() -> list[int]:
+    """The CUDA devices of this process (a trial across several GPUs: all of them; its peaks are summed over them:
+    each GPU's own peak, a bound on the simultaneous total)."""
+    import torch
+
+    return list(range(torch.cuda.device_count()))
+
+
 def _rss_bytes() -> int:
     """Anonymous resident memory (RssAnon): tensors, heap, activations. File-backed pages (a safetensors file
     mapped while loading, shared libraries) are left out: they are page cache, not the trial's allocations."""
@@ -102,10 +110,11 @@ class PeakMemory:
         if self.device.startswith("cuda"):
             import torch
 
-            torch.cuda.synchronize()
+            for i in _cuda_devices():
+                torch.cuda.synchronize(i)
+                torch.cuda.reset_peak_memory_stats(i)
             torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats()
-            self._base = torch.cuda.memory_allocated()
+            self._base = sum(torch.cuda.memory_allocated(i) for i in _cuda_devices())
         else:
             self._base = _rss_bytes()
             self._peak = self._base
@@ -125,8 +134,9 @@ class PeakMemory:
         if self.device.startswith("cuda"):
             import torch
 
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
+            for i in _cuda_devices():
+                torch.cuda.synchronize(i)
+                torch.cuda.reset_peak_memory_stats(i)
         else:
             self._peak = _rss_bytes()
 
@@ -135,9 +145,11 @@ class PeakMemory:
         if self.device.startswith("cuda"):
             import torch
 
-            torch.cuda.synchronize()
-            return MemoryReading(torch.cuda.max_memory_allocated() / MIB, torch.cuda.max_memory_reserved() / MIB,
-                                 memory_kind(self.device))
+            devices = _cuda_devices()
+            for i in devices:
+                torch.cuda.synchronize(i)
+            return MemoryReading(sum(torch.cuda.max_memory_allocated(i) for i in devices) / MIB,
+                                 sum(torch.cuda.max_memory_reserved(i) for i in devices) / MIB, memory_kind(self.device))
         peak = max(self._peak, _rss_bytes())
         return MemoryReading((peak - self._base) / MIB, peak / MIB, memory_kind(self.device))
 

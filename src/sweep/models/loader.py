@@ -186,6 +186,28 @@ def quantization_config(quant: QuantConfig):
     )
 
 
+SPREAD_HEADROOM = 0.85  # of each GPU's memory, the share accelerate may fill with weights (training needs the rest)
+
+
+def device_map_for(gpu_memory_mib: list[int], headroom: float = SPREAD_HEADROOM) -> dict[str, Any] | None:
+    """from_pretrained's placement of a model across a worker's GPUs (sweep.gpus_per_worker > 1): accelerate's
+    `device_map="auto"` within `max_memory` per GPU, leaving room for activations, gradients and optimizer state;
+    None for one GPU (the model goes to it whole)."""
+    if len(gpu_memory_mib) < 2:
+        return None
+    return {"device_map": "auto", "max_memory": {i: f"{int(m * headroom)}MiB" for i, m in enumerate(gpu_memory_mib)}}
+
+
+def across_gpus(device: str) -> dict[str, Any] | None:
+    """device_map_for the GPUs this process sees, when it trains on CUDA and sees more than one."""
+    if not device.startswith("cuda"):
+        return None
+    import torch
+
+    n = torch.cuda.device_count()
+    return device_map_for([torch.cuda.get_device_properties(i).total_memory // 2**20 for i in range(n)]) if n > 1 else None
+
+
 def build_model(model: ModelConfig, *, task: str, num_labels: int | None, quant: QuantConfig, seed: int, device: str):
     """The base model on `device`, quantized if asked; tiny models get seeded random weights."""
     import torch
@@ -197,6 +219,9 @@ def build_model(model: ModelConfig, *, task: str, num_labels: int | None, quant:
     if qcfg is not None:
         kwargs["quantization_config"] = qcfg
         kwargs["device_map"] = {"": device}
+    spread = across_gpus(device)
+    if spread:
+        kwargs.update(spread)
     tmp: str | None = None
     try:
         if model.source == "tiny":
@@ -215,7 +240,7 @@ def build_model(model: ModelConfig, *, task: str, num_labels: int | None, quant:
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
-    if qcfg is None:
+    if qcfg is None and not spread:
         m.to(device)
     if getattr(m.config, "pad_token_id", None) is None:
         m.config.pad_token_id = load_tokenizer(model).pad_token_id

@@ -58,8 +58,8 @@ def make_pool(run: RunConfig, log) -> WorkerPool:
         return RayPool(cfg, recycler, log=log, check_gpu=check_gpu)
     from sweep.orchestration.local_pool import LocalPool
 
-    return LocalPool(plan_workers(cfg.workers, cfg.workers_per_gpu, cfg.threads_per_worker), recycler, log=log,
-                     check_gpu=check_gpu)
+    return LocalPool(plan_workers(cfg.workers, cfg.workers_per_gpu, cfg.threads_per_worker,
+                                  gpus_per_worker=cfg.gpus_per_worker), recycler, log=log, check_gpu=check_gpu)
 
 
 @dataclass

@@ -25,6 +25,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from sweep.config.errors import ConfigError
 from sweep.gpus import visible_gpus
 from sweep.orchestration.protocol import (Done, Event, Lost, PruneReply, Ready, Report, Started, Task, Tracked,
                                           VersionMismatch, check_version, version)
@@ -107,11 +108,20 @@ class Recycler:
 
 
 def plan_workers(workers: Any, workers_per_gpu: int, threads_per_worker: int,
-                 gpus: list[str] | None = None) -> list[tuple[str | None, int]]:
-    """(gpu id or None, torch threads) per local worker: one per visible GPU (x workers_per_gpu), or CPU workers
-    sharing the cores."""
+                 gpus: list[str] | None = None, gpus_per_worker: int = 1) -> list[tuple[str | None, int]]:
+    """(gpu ids or None, torch threads) per local worker: one per visible GPU (x workers_per_gpu), one per
+    `gpus_per_worker` GPUs ("0,1": a trial placed across both), or CPU workers sharing the cores."""
     gpus = visible_gpus() if gpus is None else gpus
     cores = os.cpu_count() or 1
+    if gpus and gpus_per_worker > 1:
+        groups = [",".join(gpus[i:i + gpus_per_worker]) for i in range(0, len(gpus) - gpus_per_worker + 1, gpus_per_worker)]
+        if not groups:
+            raise ConfigError([f"sweep.gpus_per_worker: {gpus_per_worker} GPUs per worker, but {len(gpus)} visible "
+                               f"({', '.join(gpus)}): lower it, or make more GPUs visible (CUDA_VISIBLE_DEVICES)"])
+        if workers != "auto":
+            groups = groups[: int(workers)]
+        threads = threads_per_worker or max(1, cores // len(groups))
+        return [(g, threads) for g in groups]
     if gpus:
         slots = [g for g in gpus for _ in range(workers_per_gpu)]
         if workers != "auto":

@@ -53,6 +53,7 @@ def preflight(run: RunConfig) -> list[str]:
 
         check_cluster(run)
     check_precision(run)
+    check_gpus(run)
     warnings = check_data(run.trial.data, run.trial.train.seed)
     _check_structure(run)
     warnings += check_budget(run)
@@ -84,6 +85,42 @@ def check_precision(run: RunConfig) -> None:
         raise ConfigError([f"train.precision: bf16 needs compute capability 8.0, but GPU {g.index} ({g.name}) has "
                            f"{g.capability[0]}.{g.capability[1]}: use train.precision=auto (fp16 there) or fp16, and "
                            "quant.compute_dtype=auto or float16"])
+
+
+def check_gpus(run: RunConfig) -> None:
+    """A local GPU sweep: enough GPUs for sweep.gpus_per_worker, and the base model's weights (as stored for its
+    quantization, sweep.plan's exact figure) within what a worker's GPUs leave for weights (loader.SPREAD_HEADROOM of
+    each when spread, the whole of one otherwise less the CUDA context): trial after trial of OOMs, refused now."""
+    from sweep import gpus
+    from sweep.devices import gib
+    from sweep.models.loader import SPREAD_HEADROOM
+
+    if run.sweep.backend != "local" or run.trial.train.device == "cpu":
+        return
+    usable = gpus.usable()
+    n = run.sweep.gpus_per_worker
+    if not usable:
+        return
+    if n > len(usable):
+        raise ConfigError([f"sweep.gpus_per_worker: {n} GPUs per worker, but this machine shows {len(usable)}: lower "
+                           "it, or make more GPUs visible (CUDA_VISIBLE_DEVICES)"])
+    sizes = sorted(g.memory_mib for g in usable if g.memory_mib)
+    if len(sizes) < n:
+        return  # memory not reported (MIG instances, an old driver): the trial will tell
+    from sweep.plan.build import model_facts
+    from sweep.plan.memory import MIB, num_labels_of
+
+    try:
+        facts = model_facts(run.trial, num_labels_of(run.trial)[0])
+    except ConfigError:
+        return  # a model the planner does not plan: nothing to compare
+    weights = (facts.stored_bytes - facts.trainable_bytes) / MIB
+    room = sum(sizes[:n]) * SPREAD_HEADROOM if n > 1 else sizes[0] - 500.0  # (the CUDA context, sweep.plan's figure)
+    if weights > room:
+        raise ConfigError([f"sweep.gpus_per_worker: model {run.trial.model.name}'s weights take {gib(weights)} as "
+                           f"stored, more than the {gib(room)} {'one GPU' if n == 1 else f'{n} GPUs'} of this machine "
+                           f"{'leaves' if n == 1 else 'leave'} for weights (the smallest: {gib(sizes[0])}): raise "
+                           "sweep.gpus_per_worker, or quantize (quant=nf4)"])
 
 
 def check_budget(run: RunConfig, sample: int = 24) -> list[str]:

@@ -36,12 +36,16 @@ class ActorPlan:
 
 
 def plan_actors(workers: Any, workers_per_gpu: int, cpus_per_worker: float, threads_per_worker: int,
-                cluster: dict[str, float]) -> ActorPlan:
-    """One actor per GPU share (`1/workers_per_gpu` of a GPU, no CPU reserved: Ray sets CUDA_VISIBLE_DEVICES), or on
-    a cluster without GPUs one per `cpus_per_worker` CPUs. `workers=auto` fills the cluster; `N` asks for N."""
+                cluster: dict[str, float], gpus_per_worker: int = 1) -> ActorPlan:
+    """One actor per GPU share (`1/workers_per_gpu` of a GPU, no CPU reserved: Ray sets CUDA_VISIBLE_DEVICES), one per
+    `gpus_per_worker` whole GPUs (a trial across them; Ray places them on one node), or on a cluster without GPUs
+    one per `cpus_per_worker` CPUs. `workers=auto` fills the cluster; `N` asks for N."""
     threads = threads_per_worker or max(1, int(cpus_per_worker))
     gpus = float(cluster.get("GPU", 0.0))
-    if gpus > 0:
+    if gpus > 0 and gpus_per_worker > 1:
+        capacity = int(gpus // gpus_per_worker)
+        resources = {"num_gpus": float(gpus_per_worker), "num_cpus": 0.0}
+    elif gpus > 0:
         capacity = int(gpus * workers_per_gpu + 1e-9)
         resources = {"num_gpus": 1.0 / workers_per_gpu, "num_cpus": 0.0}
     else:

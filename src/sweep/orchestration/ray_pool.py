@@ -74,11 +74,11 @@ class RayPool:
         self.ray = connect(c.ray.address, c.ray.namespace)
         nodes = [n for n in self.ray.nodes() if n.get("Alive")]
         plan = plan_actors(c.workers, c.workers_per_gpu, c.ray.cpus_per_worker, c.threads_per_worker,
-                           self.ray.cluster_resources())
+                           self.ray.cluster_resources(), c.gpus_per_worker)
         self.actor = self.ray.remote(TrialActor).options(max_concurrency=CONCURRENCY, max_restarts=0,
                                                          scheduling_strategy="SPREAD", **plan.resources)
         self.threads = plan.threads
-        self.share = c.workers_per_gpu if "num_gpus" in plan.resources else 1  # actors per GPU (fractional num_gpus)
+        self.share = c.workers_per_gpu if plan.resources.get("num_gpus", 0) < 1 else 1  # actors per GPU (fractional)
         self.log(f"Ray cluster at {c.ray.address}: {len(nodes)} node(s); {plan.describe()}")
         if plan.count > plan.capacity:
             self.log(f"sweep.workers={c.workers} asks for more workers than the cluster holds ({plan.capacity}): "
