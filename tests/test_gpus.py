@@ -22,6 +22,7 @@ QUERY = """0, GPU-aaaa-1111, NVIDIA A100-SXM4-80GB, 8.0, 81920
 """
 H100 = gpus.Gpu("0", "NVIDIA H100 80GB HBM3", "GPU-eeee-5555", capability=(9, 0), memory_mib=81559)
 T4 = gpus.Gpu("1", "Tesla T4", "GPU-dddd-4444", capability=(7, 5), memory_mib=15360)
+ON_GPU = "train.device=auto"  # the test settings train on the CPU (tests/conftest.py): these configs are a GPU host's
 
 
 @pytest.fixture
@@ -93,13 +94,13 @@ def test_auto_precision_is_bf16_where_every_gpu_has_it(machine):
 def test_auto_is_resolved_before_the_hash(machine):
     """One hash, one precision: `auto` never reaches the hash, the trial folder or a worker."""
     machine(H100)
-    auto = compose(["model=tiny_bert", "train=gpu", "quant=nf4"]).trial
+    auto = compose(["model=tiny_bert", "train=gpu", "quant=nf4", ON_GPU]).trial
     assert (auto.train.precision, auto.quant.compute_dtype) == ("bf16", "bfloat16")
     explicit = compose(["model=tiny_bert", "train=gpu", "quant=nf4", "train.precision=bf16",
-                        "quant.compute_dtype=bfloat16"]).trial
+                        "quant.compute_dtype=bfloat16", ON_GPU]).trial
     assert config_hash(auto) == config_hash(explicit) and auto.to_dict() == explicit.to_dict()
     machine(T4)
-    old = compose(["model=tiny_bert", "train=gpu", "quant=nf4"]).trial
+    old = compose(["model=tiny_bert", "train=gpu", "quant=nf4", ON_GPU]).trial
     assert (old.train.precision, old.quant.compute_dtype) == ("fp16", "float16")
     machine()  # this CPU machine: what quant=nf4 computed before `auto` existed
     cpu = compose(["model=tiny_bert", "quant=nf4"]).trial
@@ -112,13 +113,13 @@ def test_a_precision_the_gpus_cannot_run_is_refused_before_any_worker(machine):
 
     machine(H100, T4)
     with pytest.raises(ConfigError) as e:
-        check_precision(compose(["model=tiny_bert", "train.precision=bf16"]))
+        check_precision(compose(["model=tiny_bert", "train.precision=bf16", ON_GPU]))
     assert e.value.problems == ["train.precision: bf16 needs compute capability 8.0, but GPU 1 (Tesla T4) has 7.5: use "
                                 "train.precision=auto (fp16 there) or fp16, and quant.compute_dtype=auto or float16"]
     check_precision(compose(["model=tiny_bert", "train.precision=bf16", "train.device=cpu"]))  # the CPU runs bf16
-    check_precision(compose(["model=tiny_bert", "train=gpu"]))  # auto: fp16 on this pair
+    check_precision(compose(["model=tiny_bert", "train=gpu", ON_GPU]))  # auto: fp16 on this pair
     with pytest.raises(ConfigError, match="sweep.backend=ray trains on the cluster's"):
-        check_precision(compose(["model=tiny_bert", "train=gpu", "sweep.backend=ray"]))
+        check_precision(compose(["model=tiny_bert", "train=gpu", "sweep.backend=ray", ON_GPU]))
     with pytest.raises(ConfigError, match="model.dtype=float16"):
         compose(["model=tiny_bert", "train.precision=fp16", "train.device=cuda", "model.dtype=float16"])
 
@@ -246,7 +247,7 @@ def test_preflight_refuses_weights_the_workers_gpus_cannot_hold(machine):
 
     t4b = gpus.Gpu("2", "Tesla T4", "GPU-ffff-6666", capability=(7, 5), memory_mib=15360)
     machine(T4, t4b)
-    big = ["model=llama3_1_8b", "data=instruct_llm", "model.dtype=bfloat16"]
+    big = ["model=llama3_1_8b", "data=instruct_llm", "model.dtype=bfloat16", ON_GPU]
     with pytest.raises(ConfigError) as e:
         check_gpus(compose(big))
     (line,) = e.value.problems

@@ -240,14 +240,9 @@ def test_reporter_can_prune(compose_trial):
     assert res.metrics["train_steps"] == 3
 
 
-@pytest.mark.parametrize("precision, dtype", [("bf16", "bfloat16"), ("fp32", "float32")])
-def test_unmerged_and_merged_are_measured_at_the_configs_one_precision(compose_trial, tmp_path, monkeypatch, precision,
-                                                                        dtype):
-    """The Trainer's autocast stayed on the model's forward after training: the unmerged model was measured in bf16,
-    the merged one in fp32. Checked on the activations' real dtypes: forward hooks on the base layers, which the
-    merged model keeps, see one dtype in both measurements of the merge check."""
-    import json
-
+def spy_merge_check(monkeypatch) -> dict[str, set]:
+    """The dtypes the base layers output in the merge check, unmerged and merged (forward hooks on the base layers,
+    which the merged model keeps): filled while a trial runs."""
     import torch
 
     from sweep.measure import inference
@@ -273,6 +268,20 @@ def test_unmerged_and_merged_are_measured_at_the_configs_one_precision(compose_t
                 h.remove()
 
     monkeypatch.setattr(inference, "merge_check", spy)
+    return seen
+
+
+@pytest.mark.parametrize("precision, dtype", [("bf16", "bfloat16"), ("fp32", "float32")])
+def test_unmerged_and_merged_are_measured_at_the_configs_one_precision(compose_trial, tmp_path, monkeypatch, precision,
+                                                                        dtype):
+    """The Trainer's autocast stayed on the model's forward after training: the unmerged model was measured in bf16,
+    the merged one in fp32. Checked on the activations' real dtypes: forward hooks on the base layers, which the
+    merged model keeps, see one dtype in both measurements of the merge check."""
+    import json
+
+    import torch
+
+    seen = spy_merge_check(monkeypatch)
     cfg = compose_trial(f"train.precision={precision}", "train.max_steps=2", "train.eval_every=0")
     result = run_trial(cfg, output_dir=tmp_path)
     assert result.status.value == "COMPLETE", result.error

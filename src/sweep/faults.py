@@ -8,7 +8,7 @@ import errno
 from sweep.config.errors import ConfigError
 from sweep.text import one_line
 
-MODEL_FAULTS = ("oom", "nan", "kill", "cuda_assert")  # injected into the first training forward
+MODEL_FAULTS = ("oom", "nan", "kill", "cuda_assert", "device_assert")  # injected into the first training forward
 DISK_FULL = "disk_full"  # injected when the adapter is written
 
 
@@ -71,6 +71,9 @@ def inject(model, fault: str | None) -> None:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB (injected fault)")
         if fault == "cuda_assert":  # what torch raises after a kernel's assert (an index out of range on the GPU)
             raise RuntimeError("CUDA error: device-side assert triggered (injected fault)")
+        if fault == "device_assert":  # a real one on a GPU: an out-of-range gather trips a kernel assert
+            x = torch.zeros(4, device=output.logits.device)
+            x[torch.tensor([64], device=x.device)].sum().item()
         if fault == "kill":
             import os
             import signal

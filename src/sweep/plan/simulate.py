@@ -106,15 +106,15 @@ def simulate(cfg: TrialConfig, *, num_labels: int | None, batch: int | None = No
         return _steps(model, vocab, cfg, b, s, steps, tracker_cls)
 
 
-def _real_model(cfg: TrialConfig, num_labels: int | None):
-    """The trial's construction on this CPU, with real (seeded random or packaged) weights."""
+def _real_model(cfg: TrialConfig, num_labels: int | None, device: str = "cpu"):
+    """The trial's construction on `device` (this CPU by default), with real (seeded random or packaged) weights."""
     from peft import get_peft_model, prepare_model_for_kbit_training
 
     from sweep import adapters
     from sweep.models.loader import build_model, inventory, set_cpu_inference_packing
 
     m, d, q, t = cfg.model, cfg.data, cfg.quant, cfg.train
-    base = build_model(m, task=d.task, num_labels=num_labels, quant=q, seed=t.seed, device="cpu")
+    base = build_model(m, task=d.task, num_labels=num_labels, quant=q, seed=t.seed, device=device)
     if q.enabled and q.prepare_kbit:
         base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=t.gradient_checkpointing)
     if q.enabled:
