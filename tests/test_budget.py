@@ -181,3 +181,43 @@ def test_memory_budget_in_mlflow_and_the_report(tmp_path, monkeypatch, grid_fact
     text = files.markdown.read_text()
     assert "## Ruled out before training" in text and text.count("does not fit in") == 3
     assert "and 3 configs ruled out before training by the budgets" in text
+
+
+def test_an_arm_where_nothing_fits_closes_and_the_others_fill(tmp_path, grid_facts):
+    """Two question arms, random sampler: every all_linear config is over the parameter budget. That arm closes
+    after its ruled-out proposals (Arms.capacities), the qv arm gets its whole budget, and the sweep ends rather
+    than stopping on the ruled-out proposals in a row."""
+    from sweep.config.run_schema import ParamSpec
+
+    cap = grid_facts[("qv", 4)][0]
+    assert grid_facts[("all_linear", 2)][0] > cap  # every all_linear config (r = 2, 4) is over it
+    space = {"lora.targets": ParamSpec(type="categorical", choices=["qv", "all_linear"]),
+             "lora.r": ParamSpec(type="categorical", choices=[2, 4]),
+             "lora.dropout": ParamSpec(type="float", low=0.0, high=0.2)}
+    runner = Runner()
+    summary, _ = sweep(tmp_path, "sweep.sampler=random", "sweep.n_trials=10", f"sweep.max_trainable_params={cap}",
+                       runner=runner, workers=1, space=space)
+    ts = trials(tmp_path).values()
+    trained = [t for t in ts if R.INFEASIBLE not in t.user_attrs]
+    assert summary.n_complete == 5 and len(runner.ran) == 5 and {t.params["lora.targets"] for t in trained} == {"qv"}
+    assert summary.n_infeasible == 25 and summary.n_failed == 0  # the arm closes after max(20, 5 x its budget 5)
+
+
+def test_a_trial_left_running_while_being_ruled_out_is_settled_pruned(tmp_path):
+    """The coordinator died between storing the verdict and telling Optuna: the rerun tells it PRUNED (ruled out),
+    neither failed nor retried."""
+    import socket
+
+    from sweep.orchestration.recovery import Recovery
+    from sweep.orchestration.study import INFEASIBLE, SweepStudy
+    from sweep.tracking.sweep_run import NullSweepTracking
+
+    run = compose([*SMOKE, "sweep.retry_failed=2"])
+    study = SweepStudy(run.sweep, "s", f"sqlite:///{tmp_path / 'study.db'}")
+    n = study.study.ask().number
+    study.claim(n, f"{socket.gethostname()}:999999999")  # a pid that is not alive
+    study.set_infeasible(n, Verdict(PARAMS, "over budget", 1.0, 1.0, 2.0, 2).stored())
+    rec = Recovery(study, NullSweepTracking(), retry_failed=2, objectives=["eval_accuracy"], out_dir=tmp_path,
+                   log=lambda *_: None)
+    assert rec.settle_orphans(60) == 1
+    assert study.trial(n).state == C.PRUNED and study.counts()[INFEASIBLE] == 1 and study.counts()["WAITING"] == 0

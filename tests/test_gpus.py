@@ -102,9 +102,10 @@ def test_auto_is_resolved_before_the_hash(machine):
     machine(T4)
     old = compose(["model=tiny_bert", "train=gpu", "quant=nf4", ON_GPU]).trial
     assert (old.train.precision, old.quant.compute_dtype) == ("fp16", "float16")
-    machine()  # this CPU machine: what quant=nf4 computed before `auto` existed
+    machine()  # this CPU machine: what quant=nf4 computed before `auto` existed, whatever the training precision
     cpu = compose(["model=tiny_bert", "quant=nf4"]).trial
     assert cpu.quant.compute_dtype == "float32"
+    assert compose(["model=tiny_bert", "quant=nf4", "train.precision=bf16"]).trial.quant.compute_dtype == "float32"
     assert config_hash(cpu) == config_hash(compose(["model=tiny_bert", "quant=nf4", "quant.compute_dtype=float32"]).trial)
 
 
@@ -255,6 +256,38 @@ def test_preflight_refuses_weights_the_workers_gpus_cannot_hold(machine):
                            "14.5 GiB one GPU of this machine leaves") and "quant=nf4" in line
     check_gpus(compose([*big, "sweep.gpus_per_worker=2"]))
     check_gpus(compose([*big, "quant=nf4"]))
+    with pytest.raises(ConfigError, match="shared by 2 workers"):  # each worker may allocate half of a T4
+        check_gpus(compose([*big, "quant=nf4", "sweep.workers_per_gpu=2"]))
     with pytest.raises(ConfigError, match="this machine shows 2"):
         check_gpus(compose([*big, "sweep.gpus_per_worker=3"]))
     check_gpus(compose([*big, "train.device=cpu"]))  # the CPU: no GPU to fit
+
+
+def test_nvml_lists_gpus_and_mig_instances_and_falls_back_on_errors(monkeypatch):
+    """nvidia-ml-py (installed on the GPU test machine) is read first; an NVML that errors mid-list gives way to
+    nvidia-smi instead of breaking preflight."""
+    import sys
+    import types
+
+    def fake(fail_uuid: bool = False, mig: bool = False):
+        m = types.SimpleNamespace()
+        m.nvmlInit = m.nvmlShutdown = lambda: None
+        m.nvmlDeviceGetCount = lambda: 2
+        m.nvmlDeviceGetHandleByIndex = lambda i: i
+        m.nvmlDeviceGetName = lambda h: b"NVIDIA H200" if h == 0 else "Tesla T4"
+        m.nvmlDeviceGetUUID = (lambda h: (_ for _ in ()).throw(RuntimeError("NVML_ERROR_UNKNOWN"))) if fail_uuid \
+            else (lambda h: f"GPU-{h}" if isinstance(h, int) else f"MIG-{h[1]}")
+        m.nvmlDeviceGetCudaComputeCapability = lambda h: (9, 0) if h == 0 else (7, 5)
+        m.nvmlDeviceGetMemoryInfo = lambda h: types.SimpleNamespace(total=(143771 if h == 0 else 15360) * 2**20)
+        m.nvmlDeviceGetMigMode = lambda h: (1 if mig and h == 0 else 0, 0)
+        m.nvmlDeviceGetMaxMigDeviceCount = lambda h: 2
+        m.nvmlDeviceGetMigDeviceHandleByIndex = lambda h, j: ("mig", j)
+        return m
+
+    monkeypatch.setitem(sys.modules, "pynvml", fake())
+    assert gpus._nvml() == [gpus.Gpu("0", "NVIDIA H200", "GPU-0", capability=(9, 0), memory_mib=143771),
+                            gpus.Gpu("1", "Tesla T4", "GPU-1", capability=(7, 5), memory_mib=15360)]
+    monkeypatch.setitem(sys.modules, "pynvml", fake(mig=True))
+    assert [g.uuid for g in gpus._nvml()] == ["MIG-0", "MIG-1", "GPU-1"]
+    monkeypatch.setitem(sys.modules, "pynvml", fake(fail_uuid=True))
+    assert gpus._nvml() is None  # machine_gpus asks nvidia-smi then

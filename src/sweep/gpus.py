@@ -78,6 +78,8 @@ def parse_list(text: str, known: list[Gpu] | None = None) -> list[Gpu]:
 
 
 def _nvml() -> list[Gpu] | None:
+    """The GPUs through NVML; None when nvidia-ml-py is missing or NVML answers with an error (nvidia-smi is asked
+    then), [] when there is no driver."""
     try:
         import pynvml
     except ImportError:
@@ -87,32 +89,35 @@ def _nvml() -> list[Gpu] | None:
     except Exception:  # noqa: BLE001 - no driver: nothing to list
         return []
     try:
-        out = []
-        for i in range(pynvml.nvmlDeviceGetCount()):
-            h = pynvml.nvmlDeviceGetHandleByIndex(i)
-            name, uuid = _text(pynvml.nvmlDeviceGetName(h)), _text(pynvml.nvmlDeviceGetUUID(h))
-            try:
-                cap = tuple(int(x) for x in pynvml.nvmlDeviceGetCudaComputeCapability(h))
-            except Exception:  # noqa: BLE001 - an old driver
-                cap = None
-            mem = int(pynvml.nvmlDeviceGetMemoryInfo(h).total // 2**20)
-            instances = []
-            try:
-                current, _ = pynvml.nvmlDeviceGetMigMode(h)
-            except Exception:  # noqa: BLE001 - a GPU without MIG support
-                current = 0
-            if current:
-                for j in range(pynvml.nvmlDeviceGetMaxMigDeviceCount(h)):
-                    try:
-                        mh = pynvml.nvmlDeviceGetMigDeviceHandleByIndex(h, j)
-                    except Exception:  # noqa: BLE001 - an empty slot
-                        continue
-                    instances.append(Gpu(f"{i}/{j}", f"{name} MIG", _text(pynvml.nvmlDeviceGetUUID(mh)), mig=True,
-                                         capability=cap))
-            out += instances or [Gpu(str(i), name, uuid, capability=cap, memory_mib=mem)]
-        return out
+        return [g for i in range(pynvml.nvmlDeviceGetCount()) for g in _nvml_gpu(pynvml, i)]
+    except Exception:  # noqa: BLE001 - an NVML that answers badly: nvidia-smi is asked instead
+        return None
     finally:
         pynvml.nvmlShutdown()
+
+
+def _nvml_gpu(pynvml, i: int) -> list[Gpu]:
+    """GPU `i`, or its MIG instances when MIG is on."""
+    h = pynvml.nvmlDeviceGetHandleByIndex(i)
+    name, uuid = _text(pynvml.nvmlDeviceGetName(h)), _text(pynvml.nvmlDeviceGetUUID(h))
+    try:
+        cap = tuple(int(x) for x in pynvml.nvmlDeviceGetCudaComputeCapability(h))
+    except Exception:  # noqa: BLE001 - an old driver
+        cap = None
+    try:
+        current, _ = pynvml.nvmlDeviceGetMigMode(h)
+    except Exception:  # noqa: BLE001 - a GPU without MIG support
+        current = 0
+    instances = []
+    if current:
+        for j in range(pynvml.nvmlDeviceGetMaxMigDeviceCount(h)):
+            try:
+                mh = pynvml.nvmlDeviceGetMigDeviceHandleByIndex(h, j)
+            except Exception:  # noqa: BLE001 - an empty slot
+                continue
+            instances.append(Gpu(f"{i}/{j}", f"{name} MIG", _text(pynvml.nvmlDeviceGetUUID(mh)), mig=True, capability=cap))
+    mem = int(pynvml.nvmlDeviceGetMemoryInfo(h).total // 2**20)
+    return instances or [Gpu(str(i), name, uuid, capability=cap, memory_mib=mem)]
 
 
 def _text(v) -> str:

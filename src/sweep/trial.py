@@ -183,7 +183,8 @@ def _execute(cfg: TrialConfig, *, reporter: Reporter, tracker: Tracker, out: Pat
 
     share = GpuShare.of(placement)  # a GPU shared with other workers: their latency timing never overlaps this work
     with share.working(), PeakMemory(device) as mem:
-        base = build_model(m, task=d.task, num_labels=prep.num_labels, quant=cfg.quant, seed=t.seed, device=device)
+        base = build_model(m, task=d.task, num_labels=prep.num_labels, quant=cfg.quant, seed=t.seed, device=device,
+                           gpus=len([g for g in str(placement.get("gpu", "")).split(",") if g.strip()]))
         if cfg.quant.enabled and cfg.quant.prepare_kbit:
             base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=t.gradient_checkpointing)
         if cfg.quant.enabled:

@@ -219,7 +219,8 @@ class QuantConfig:
     GROUP: ClassVar[str] = "quant"
     method: str = "none"  # none | nf4 | fp4 | int8 (bitsandbytes)
     double_quant: bool = False  # 4-bit: quantize the quantization constants too
-    compute_dtype: str = "float32"  # 4-bit: dtype of the matmuls; auto = the training precision's (bfloat16 under bf16)
+    compute_dtype: str = "float32"  # 4-bit: dtype of the matmuls; auto = on a GPU the training precision's (bfloat16
+    # under bf16), elsewhere float32
     skip_modules: list[str] = field(default_factory=lambda: ["classifier", "score", "pooler", "lm_head"])  # kept unquantized
     prepare_kbit: bool = True  # peft.prepare_model_for_kbit_training on quantized models
 
@@ -330,8 +331,11 @@ class TrialConfig:
             from sweep.gpus import auto_precision
 
             self.train.precision = auto_precision(self.train.device)
-        if self.quant.compute_dtype == "auto":
-            self.quant.compute_dtype = AUTO_COMPUTE[self.train.precision]
+        if self.quant.compute_dtype == "auto":  # the GPU's training precision; float32 off the GPU, as before `auto`
+            from sweep.gpus import usable
+
+            on_gpu = self.train.device != "cpu" and bool(usable())
+            self.quant.compute_dtype = AUTO_COMPUTE[self.train.precision] if on_gpu else "float32"
 
     def check(self) -> None:
         """Cross-group consistency checks (one group alone cannot see these)."""

@@ -62,6 +62,9 @@ class GpuShare:
 
     @contextlib.contextmanager
     def _locked(self, exclusive: bool, kind: str):
+        """The GPU's lock, shared or exclusive. Every phase passes a gate first and a timing holds it while it
+        waits, so a timing is not starved by neighbours that keep starting new work (flock alone would keep
+        granting shared locks to them)."""
         if not self.shared:
             yield
             return
@@ -69,9 +72,13 @@ class GpuShare:
 
         path = self.path()
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a+") as fh:
+        with open(path, "a+") as fh, open(path.with_suffix(".gate"), "a+") as gate:
             t0 = time.perf_counter()
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            fcntl.flock(gate.fileno(), fcntl.LOCK_EX)
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            finally:
+                fcntl.flock(gate.fileno(), fcntl.LOCK_UN)
             self.waited_s[kind] = self.waited_s.get(kind, 0.0) + time.perf_counter() - t0
             try:
                 yield

@@ -213,9 +213,10 @@ def device_map_for(gpu_memory_mib: list[int], headroom: float = SPREAD_HEADROOM)
     return {"device_map": "auto", "max_memory": {i: f"{int(m * headroom)}MiB" for i, m in enumerate(gpu_memory_mib)}}
 
 
-def across_gpus(device: str) -> dict[str, Any] | None:
-    """device_map_for the GPUs this process sees, when it trains on CUDA and sees more than one."""
-    if not device.startswith("cuda"):
+def across_gpus(device: str, gpus: int = 1) -> dict[str, Any] | None:
+    """device_map_for the GPUs this process sees, when it trains on CUDA and was given several (`gpus`: the
+    worker's, sweep.gpus_per_worker): a process that merely sees several GPUs keeps the model on one."""
+    if not device.startswith("cuda") or gpus < 2:
         return None
     import torch
 
@@ -223,7 +224,8 @@ def across_gpus(device: str) -> dict[str, Any] | None:
     return device_map_for([torch.cuda.get_device_properties(i).total_memory // 2**20 for i in range(n)]) if n > 1 else None
 
 
-def build_model(model: ModelConfig, *, task: str, num_labels: int | None, quant: QuantConfig, seed: int, device: str):
+def build_model(model: ModelConfig, *, task: str, num_labels: int | None, quant: QuantConfig, seed: int, device: str,
+                gpus: int = 1):
     """The base model on `device`, quantized if asked; tiny models get seeded random weights."""
     import torch
 
@@ -234,7 +236,7 @@ def build_model(model: ModelConfig, *, task: str, num_labels: int | None, quant:
     if qcfg is not None:
         kwargs["quantization_config"] = qcfg
         kwargs["device_map"] = {"": device}
-    spread = across_gpus(device)
+    spread = across_gpus(device, gpus)
     if spread:
         kwargs.update(spread)
     tmp: str | None = None

@@ -23,7 +23,7 @@ from sweep.orchestration.records import TrialRecord
 from sweep.orchestration.study import SweepStudy, make_pruner, make_sampler
 
 
-ARM_GIVE_UP = 20  # proposals of one arm ruled out by the budgets, at least, before the arm is closed
+ARM_GIVE_UP = 20  # proposals of one arm ruled out by the budgets before the arm is closed at what it has
 
 
 def arm_keys(sweep_cfg) -> list[str]:
@@ -87,14 +87,14 @@ class Arms:
         """The finished trials each arm can reach (its budget) once configs ruled out before training are set aside
         (`counts`: SweepStudy.counts(records.ARM)): with the grid sampler, no more than the arm's grid points not
         ruled out; with another sampler, an arm that had ARM_GIVE_UP proposals ruled out (at least 5 per trial of
-        its budget) is closed at the trials it has: its region of the space does not fit the budgets."""
+        its budget, 100 at most) is closed at the trials it has: its region of the space does not fit the budgets."""
         out = {}
         for a in self.arms:
             ruled, tries = counts.ruled_out.get(a.label, 0), counts.ruled_out_trials.get(a.label, 0)
             cap = a.budget
             if ruled and self.cfg.sampler == "grid":
                 cap = min(cap, sp.grid_size(self.rest) - ruled)
-            elif tries >= max(ARM_GIVE_UP, 5 * a.budget):
+            elif tries >= min(max(ARM_GIVE_UP, 5 * a.budget), 100):
                 cap = min(cap, counts.filled.get(a.label, 0))
             out[a.label] = cap
         return out

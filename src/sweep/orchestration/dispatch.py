@@ -136,8 +136,9 @@ class Dispatcher:
         return counts["finished"] + counts["RUNNING"] < self.target(counts)
 
     def stuck(self) -> str | None:
-        """Why the sweep should stop asking: every recent proposal was ruled out by the budgets."""
-        if self._ruled_out_in_a_row < RULED_OUT_IN_A_ROW:
+        """Why the sweep should stop asking: every recent proposal was ruled out by the budgets. A grid is bounded
+        by its points and question arms close one by one (Arms.capacities), so this is for the other samplers."""
+        if self.grid_size is not None or self.arms is not None or self._ruled_out_in_a_row < RULED_OUT_IN_A_ROW:
             return None
         return (f"stopping: the last {self._ruled_out_in_a_row} configs proposed were all ruled out before training "
                 "by sweep.memory_budget_mb / sweep.max_trainable_params (python -m sweep.plan shows what fits; "
@@ -262,7 +263,7 @@ class Dispatcher:
     # ---------------------------------------------------------------- settling
     def _rule_out(self, pending: Pending, verdict: Verdict) -> None:
         """A config over the budgets, never trained: stored with its verdict, an MLflow run the report lists, and
-        told PRUNED with a constraint violation (TPE and NSGA-II avoid its neighbourhood); not a failure."""
+        told PRUNED with a constraint violation (TPE avoids its neighbourhood); not a failure."""
         import optuna
 
         n, stored = pending.number, verdict.stored()

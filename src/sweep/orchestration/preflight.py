@@ -115,12 +115,14 @@ def check_gpus(run: RunConfig) -> None:
     except ConfigError:
         return  # a model the planner does not plan: nothing to compare
     weights = (facts.stored_bytes - facts.trainable_bytes) / MIB
-    room = sum(sizes[:n]) * SPREAD_HEADROOM if n > 1 else sizes[0] - 500.0  # (the CUDA context, sweep.plan's figure)
+    share = run.sweep.workers_per_gpu  # a worker on a shared GPU may allocate its share (worker.cap_memory)
+    room = sum(sizes[:n]) * SPREAD_HEADROOM if n > 1 else sizes[0] / share - 500.0  # (500: the CUDA context, as planned)
     if weights > room:
         raise ConfigError([f"sweep.gpus_per_worker: model {run.trial.model.name}'s weights take {gib(weights)} as "
                            f"stored, more than the {gib(room)} {'one GPU' if n == 1 else f'{n} GPUs'} of this machine "
-                           f"{'leaves' if n == 1 else 'leave'} for weights (the smallest: {gib(sizes[0])}): raise "
-                           "sweep.gpus_per_worker, or quantize (quant=nf4)"])
+                           f"{'leaves' if n == 1 else 'leave'} for weights (the smallest: {gib(sizes[0])}"
+                           f"{f', shared by {share} workers' if share > 1 and n == 1 else ''}): raise "
+                           "sweep.gpus_per_worker, lower sweep.workers_per_gpu, or quantize (quant=nf4)"])
 
 
 def check_budget(run: RunConfig, sample: int = 24) -> list[str]:

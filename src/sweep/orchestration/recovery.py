@@ -59,7 +59,7 @@ class Recovery:
         record = TrialRecord.of(frozen)
         self.tracking.close_trial_run(record.mlflow_run_id, reason)
         self.mark_incomplete(frozen, reason)
-        if record.retry_count < self.retry_failed and frozen.params:
+        if record.retry_count < self.retry_failed and frozen.params and record.infeasible is None:
             self.study.enqueue_retry(frozen.params, record.retry_count + 1, frozen.number)
 
     def mark_incomplete(self, frozen, reason: str) -> None:
@@ -100,6 +100,10 @@ class Recovery:
         """A trial whose result reached its folder before the coordinator died: tell that result."""
         import optuna
 
+        if TrialRecord.of(frozen).infeasible is not None:  # it died while ruling the config out: finish that
+            self.study.study.tell(frozen.number, state=optuna.trial.TrialState.PRUNED)
+            self.log(f"trial {frozen.number}: ruled out before training (its coordinator died while recording it)")
+            return True
         h = TrialRecord.of(frozen).config_hash
         path = trial_folder(self.out_dir, frozen.number, h) / "result.json" if h else None
         if path is None or not path.is_file():

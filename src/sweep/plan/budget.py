@@ -8,7 +8,8 @@ The memory budget compares sweep.plan's total (allocator peak + CUDA context + a
 what the card must hold) with the budget; the parameter budget compares the adapted model's trainable parameters,
 counted exactly on the meta device (the trial's own `trainable_params`). A ruled-out config is never trained: the
 dispatcher tells Optuna it is PRUNED with a constraint violation (`Verdict.constraint`, relative excess), which
-TPE and NSGA-II read so that they stop proposing its neighbourhood, stores `Verdict.stored()` on the trial
+TPE reads so that it stops proposing its neighbourhood (NSGA-II builds its populations from COMPLETE trials only, so
+it does not learn from them), stores `Verdict.stored()` on the trial
 (records.INFEASIBLE) and writes an MLflow run the report lists under "Ruled out before training".
 """
 

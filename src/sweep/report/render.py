@@ -109,7 +109,7 @@ def build_blocks(study: Study, cost: CostConfig, folder: Path) -> tuple[list, pd
                    Text("Configs the sampler proposed that exceed the sweep's budgets (sweep.memory_budget_mb: "
                         "sweep.plan's predicted total memory; sweep.max_trainable_params): never trained, in no "
                         "table above, not counted toward sweep.n_trials; Optuna was told they are infeasible, so "
-                        "TPE and NSGA-II steer away from them. predicted_peak_memory_mb is the planned allocator "
+                        "TPE steers away from them. predicted_peak_memory_mb is the planned allocator "
                         "peak; the reason gives the planned total against the budget."),
                    Table(tables.ruled_out_table(study.ruled_out))]
     reused = tables.reused_table(frame)

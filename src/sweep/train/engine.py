@@ -129,7 +129,8 @@ def train(model, train_feats: list[dict], collator, *, cfg: TrainConfig, device:
             dataloader_num_workers=0,
             remove_unused_columns=False,
         )
-        if args.n_gpu > 1 and not getattr(model, "hf_device_map", None):  # (a model placed across GPUs is not wrapped)
+        placed = {d for d in (getattr(model, "hf_device_map", None) or {}).values() if d not in ("cpu", "disk")}
+        if args.n_gpu > 1 and len(placed) < 2:  # (a model placed across several GPUs is not wrapped)
             raise RuntimeError(f"{args.n_gpu} GPUs are visible to one trial: the Trainer would wrap the model in "
                                "DataParallel (a larger effective batch under the same config hash); give the trial one "
                                "GPU (CUDA_VISIBLE_DEVICES=0; python -m sweep.trial and the sweep's workers do)")
