@@ -340,3 +340,75 @@ def test_recycler_ends_a_broken_cuda_worker_and_watches_host_memory_on_gpu():
     assert r.due(4, 800.0) is None and r.due(4, 950.0).startswith("memory grew 150 MiB")  # CPU: host_mb not read
     r = Recycler(growth_mb=None, after=2)
     assert r.due(5, 1.0, baseline=True) is None and r.due(5, 1.0) is None and "ran 2 trials" in r.due(5, 1.0)
+
+
+def test_a_shared_gpu_oom_is_retried_once_with_the_gpu_to_itself(tmp_path):
+    """Two workers on one GPU: a trial that ran out of memory there may have been squeezed by its neighbour, so it is
+    tried once more alone: handed out only when the neighbour is idle, and the neighbour gets nothing meanwhile. A
+    second OOM alone is the config's (no further retry); an OOM on a GPU of its own is never retried this way."""
+    shared = {"placement": {"gpu": "G", "gpu_share": "2"}, "device": "cuda"}
+
+    class OomOnce(Runner):
+        def __call__(self, task):
+            if isinstance(task, TrialTask):
+                self.ran.append(task.trial_number)
+                if task.config["lora"]["r"] == 2 and not task.alone:
+                    return TrialResult(TrialStatus.FAILED, {}, "OOM: CUDA out of memory (neighbour)",
+                                       config_hash=task.config_hash, meta=shared)
+            res = score(task)
+            res.meta = {**res.meta, **shared}
+            return res
+
+    summary, pool = sweep(tmp_path, runner=OomOnce(), workers=2, gpus=["G", "G"])
+    ts = trials(tmp_path)
+    alone = [t for t in ts.values() if t.user_attrs.get(R.ALONE)]
+    failed = [t for t in ts.values() if t.state == C.FAIL]
+    assert len(failed) == 2 and len(alone) == 2  # r=2 under qv and all_linear: each failed once, retried alone
+    assert all(t.state == C.COMPLETE and t.user_attrs[R.RETRY_OF] in {f.number for f in failed} for t in alone)
+    assert summary.n_complete == 6 and summary.n_failed == 2
+    current: dict[int, object] = {}  # each worker's task at the moment of each hand-over
+    for (wid, task), (_, busy) in zip(pool.submitted, pool.busy_at_submit):
+        if getattr(task, "alone", False):
+            assert busy == set(), "an alone task started beside a busy neighbour"
+        holders = [w for w in busy if getattr(current.get(w), "alone", False)]
+        assert not holders, f"worker {wid} got a task while worker {holders} had the GPU to itself"
+        current[wid] = task
+    assert sum(getattr(t, "alone", False) for _, t in pool.submitted) == 2
+
+
+def test_an_oom_on_a_gpu_of_its_own_is_not_retried_alone(tmp_path):
+    runner = Runner({1: "fail"})
+    summary, pool = sweep(tmp_path, runner=runner, workers=2)
+    ts = trials(tmp_path)
+    assert not any(t.user_attrs.get(R.ALONE) for t in ts.values()) and summary.n_failed == 1
+
+
+def test_an_alone_retry_waits_for_its_busy_neighbour(tmp_path, monkeypatch):
+    """The retry comes up while the neighbour still runs a trial (here: one that hangs until the trial timeout
+    kills it): it is held back, first in line, and starts only once the neighbour is idle."""
+    from sweep.orchestration.dispatch import Dispatcher
+
+    held = []
+    real = Dispatcher.hold_back
+    monkeypatch.setattr(Dispatcher, "hold_back", lambda self, p: (held.append(p.number), real(self, p)))
+    shared = {"placement": {"gpu": "G", "gpu_share": "2"}, "device": "cuda"}
+
+    class Mixed(Runner):
+        def __call__(self, task):
+            if isinstance(task, TrialTask):
+                self.ran.append(task.trial_number)
+                lora = task.config["lora"]
+                if lora["targets"] == "all_linear" and lora["r"] == 4 and not task.alone:
+                    return HANG  # the neighbour, busy until the timeout
+                if lora["r"] == 2 and not task.alone:
+                    return TrialResult(TrialStatus.FAILED, {}, "OOM: CUDA out of memory", config_hash=task.config_hash,
+                                       meta=shared)
+            res = score(task)
+            res.meta = {**res.meta, **shared}
+            return res
+
+    summary, pool = sweep(tmp_path, "sweep.trial_timeout_s=1", runner=Mixed(), workers=2, gpus=["G", "G"])
+    alone = [(busy, t) for (w, t), (_, busy) in zip(pool.submitted, pool.busy_at_submit) if getattr(t, "alone", False)]
+    assert alone and all(busy == set() for busy, _ in alone)
+    assert held and pool.killed  # the retry came up while the neighbour hung, and waited until it was killed
+    assert all(n in {t.trial_number for _, t in alone} for n in held)

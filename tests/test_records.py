@@ -15,7 +15,7 @@ def test_stored_names_never_change():
     """A study written by an earlier lorasweep is resumed, shared and reported by reading these exact strings: a
     rename would orphan every existing study. Add names; never change one."""
     assert R.TRIAL_ATTRS == ("config_hash", "owner", "arm", "arm_trial", "main_trial", "metrics", "run", "failure_reason",
-                             "mlflow_run_id", "reused_from", "retry_count", "retry_of", "infeasible")
+                             "mlflow_run_id", "reused_from", "retry_count", "retry_of", "infeasible", "alone")
     assert R.STUDY_ATTRS == ("objectives", "experiment", "baseline:")
     assert R.baseline_attr("k1") == "baseline:k1"
 

@@ -157,6 +157,10 @@ class Coordinator:
                 del self.inflight[ev.wid]
                 s.dispatch.lost(pending, ev.reason)
 
+    def _beside_alone(self, wid: int) -> bool:
+        """A worker whose GPU a neighbour has to itself right now (an `alone` retry runs there)."""
+        return any(self.inflight[n].task.alone for n in self.pool.neighbours(wid) if n in self.inflight)
+
     def _tell(self, pending: Pending, result: TrialResult) -> None:
         self.session.dispatch.tell(pending, result)
         self.session.progress.finished(self.session.study.counts(), len(self.inflight))
@@ -225,6 +229,8 @@ class Coordinator:
             s.dispatch.settle_waiting()
             if not stopping:
                 for wid in self.pool.idle():
+                    if self._beside_alone(wid):  # a neighbour has the GPU to itself
+                        continue
                     while wid not in self.inflight and s.dispatch.failures < max_failures and not s.dispatch.stuck():
                         counts = None
                         if not s.dispatch.has_ready():
@@ -232,6 +238,10 @@ class Coordinator:
                             if not s.dispatch.want_more(counts):
                                 break
                         pending = s.dispatch.next(counts)
+                        if pending is not None and pending.task.alone and any(
+                                n in self.inflight for n in self.pool.neighbours(wid)):
+                            s.dispatch.hold_back(pending)  # its GPU is busy: it waits, first in line, for it
+                            break
                         if pending is not None:
                             self.inflight[wid] = pending
                             self.pool.submit(wid, pending.task)

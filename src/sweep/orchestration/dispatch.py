@@ -161,6 +161,7 @@ class Dispatcher:
         counts = counts if counts is not None else self.counts()
         trial, arm_trial, params = self._ask(counts)
         n = trial.number
+        alone = bool(counts["WAITING"]) and bool(trial.user_attrs.get(R.ALONE))  # a retry with its GPU to itself
         try:
             tdict = trial_dict(self.rc.overrides, params, self.group_params, conf=self.snapshot.conf,
                                config_dirs=self.snapshot.config_dirs)
@@ -171,7 +172,7 @@ class Dispatcher:
             self.fail_untrained(Pending(trial, None, arm_trial=arm_trial), "config: " + "; ".join(exc.problems))
             return None
         h = config_hash(cfg)
-        pending = self._pending(trial, tdict, h, arm_trial)
+        pending = self._pending(trial, tdict, h, arm_trial, alone)
         try:
             verdict = self._verdict(h, cfg)
         except ConfigError as exc:  # preflight plans the space first: a config it did not see, of a model it cannot plan
@@ -242,13 +243,13 @@ class Dispatcher:
         """This coordinator runs the trial: written at once, so that a rerun after a crash can settle it."""
         self.study.claim(number, self.owner)
 
-    def _pending(self, trial, tdict: dict, h: str, arm_trial) -> Pending:
+    def _pending(self, trial, tdict: dict, h: str, arm_trial, alone: bool = False) -> Pending:
         n = trial.number
         tags = {T.STUDY: self.study.name, T.TRIAL_NUMBER: str(n), T.CONFIG_HASH: h, T.SEED: str(tdict["train"]["seed"]),
                 T.STATUS: "RUNNING", T.EXPERIMENT: self.rc.name, T.ARM: arm_trial[0].label if arm_trial else "",
                 T.BASELINE_KEY: baseline_key(tdict)}
         task = TrialTask(n, tdict, h, str(trial_folder(self.out_dir, n, h).resolve()), tags, self.tracking.trial_spec,
-                         fault=self.faults.get(n))
+                         fault=self.faults.get(n), alone=alone)
         return Pending(trial, task, started=time.time(), arm_trial=arm_trial)
 
     def _verdict(self, h: str, cfg: TrialConfig) -> Verdict | None:
@@ -287,6 +288,22 @@ class Dispatcher:
     def _reuse_done(self, pending: Pending, prior) -> None:
         self.reuse.reuse(pending.number, prior, pending.task)
         self._tell(pending, prior.values, None)
+
+    def hold_back(self, pending: Pending) -> None:
+        """A task that cannot start on the worker offered (an `alone` task whose GPU is busy): first in line again."""
+        self._ready.insert(0, pending)
+
+    def _retry_alone(self, pending: Pending, result: TrialResult) -> None:
+        """A trial that ran out of memory on a GPU it shared with other workers may have been squeezed by them: it is
+        tried once more with the GPU to itself (an OOM there is the config's). Not for a retry that already was."""
+        share = str((result.meta.get("placement") or {}).get("gpu_share") or "")
+        task = pending.task
+        if not (str(result.error or "").startswith("OOM:") and share.isdigit() and int(share) > 1
+                and isinstance(task, TrialTask) and not task.alone):
+            return
+        record = self.study.record(pending.number)
+        self.study.enqueue_retry(pending.trial.params, record.retry_count + 1, pending.number, alone=True)
+        self.progress.event(pending.number, "retrying", "out of memory on a shared GPU: once more with the GPU to itself")
 
     def fail_untrained(self, pending: Pending, reason: str) -> None:
         import optuna
@@ -363,5 +380,6 @@ class Dispatcher:
         self._tell(pending, values, None if values is not None else state)
         if state is optuna.trial.TrialState.FAIL:
             self._failures += 1
+            self._retry_alone(pending, result)
         detail = result.error or " ".join(f"{k}={result.metrics[k]:.4g}" for k in self.cfg.objectives if k in result.metrics)
         self.progress.event(n, result.status.value.lower(), f"{detail} in {result.duration_s:.1f}s")

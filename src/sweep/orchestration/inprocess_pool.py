@@ -43,7 +43,7 @@ class _Worker:
 
 class InProcessPool:
     def __init__(self, runner: Callable[[Task], TrialResult | object], workers: int = 1, *, tracked_later: bool = False,
-                 version_of_workers: str | None = None, keep_tasks: bool = True):
+                 version_of_workers: str | None = None, keep_tasks: bool = True, gpus: list[str] | None = None):
         self.runner = runner
         self.workers = [_Worker(i) for i in range(workers)]
         self.tracked_later = tracked_later
@@ -54,6 +54,8 @@ class InProcessPool:
         self.killed: list[tuple[int, str]] = []
         self.replies: list[tuple[int, PruneReply]] = []
         self.stopped = False
+        self.gpus = gpus or [""] * workers  # the GPU each worker "has" (workers sharing one are neighbours)
+        self.busy_at_submit: list[tuple[int, set[int]]] = []  # (worker, the other workers then busy), per task
 
     def start(self) -> None:
         for w in self.workers:
@@ -71,6 +73,7 @@ class InProcessPool:
         w.task = task
         if self.keep_tasks:
             self.submitted.append((wid, task))
+            self.busy_at_submit.append((wid, {x.wid for x in self.workers if x.task is not None and x.wid != wid}))
 
     def reply(self, wid: int, message: PruneReply) -> None:
         self.replies.append((wid, message))
@@ -88,6 +91,10 @@ class InProcessPool:
 
     def describe(self, wid: int) -> str:
         return f"in-process worker {wid}"
+
+    def neighbours(self, wid: int) -> list[int]:
+        g = self.gpus[wid]
+        return [i for i, x in enumerate(self.gpus) if g and x == g and i != wid]
 
     def events(self, timeout: float) -> list[Event]:
         for w in self.workers:

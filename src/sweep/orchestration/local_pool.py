@@ -108,6 +108,10 @@ class LocalPool:
     def kill(self, wid: int, reason: str) -> None:
         self._end(self.procs[wid])
 
+    def neighbours(self, wid: int) -> list[int]:
+        g = self.procs[wid].gpu
+        return [p.wid for p in self.procs if g and p.gpu == g and p.wid != wid]
+
     def describe(self, wid: int) -> str:
         return f"worker {wid}" + (f" (GPU {self.procs[wid].gpu})" if self.procs[wid].gpu else "")
 

@@ -102,6 +102,7 @@ class TrialTask:
     tags: dict[str, str]  # the MLflow run's tags
     tracking: TrialTrackingSpec | None = None  # None: tracking off
     fault: str | None = None  # test hook: a fault to inject (sweep.faults)
+    alone: bool = False  # run with the GPU to itself: no neighbour works meanwhile, no per-process memory cap
 
     @property
     def is_baseline(self) -> bool:
@@ -117,6 +118,10 @@ class BaselineTask:
     tags: dict[str, str]
     tracking: TrialTrackingSpec | None = None
     trial_number: int = -1  # a baseline is no Optuna trial
+
+    @property
+    def alone(self) -> bool:
+        return False  # a baseline runs like any task (only a retry asks for its GPU to itself)
 
     @property
     def is_baseline(self) -> bool:

@@ -137,6 +137,11 @@ class RayPool:
     def kill(self, wid: int, reason: str) -> None:
         self._kill(self.slots[wid])  # its calls fail next: Lost and a replacement follow
 
+    def neighbours(self, wid: int) -> list[int]:
+        """Ray places fractional-GPU actors itself and does not say which share one GPU: none are known, so a retry
+        "alone" runs like any trial there (docs/gpu.md)."""
+        return []
+
     def describe(self, wid: int) -> str:
         w = self.slots[wid].where
         if w is None:

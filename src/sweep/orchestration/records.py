@@ -16,6 +16,8 @@ which build their attributes with the functions below.
     mlflow_run_id the trial's MLflow run            the coordinator when the worker says started; reuse
     reused_from   the trial whose result it copied   reuse
     retry_count, retry_of  a retry's count and the trial it retries   recovery (enqueued with them)
+    alone         a retry of a trial that ran out of memory beside a neighbour on a shared GPU: it runs with the
+                  GPU to itself                    dispatch (enqueued with it)
     infeasible    {reason, budget, predicted...}: ruled out before training (told PRUNED, with an Optuna constraint
                   violation, never trained; sweep.plan.budget)   dispatch
 
@@ -44,6 +46,7 @@ REUSED_FROM = "reused_from"
 RETRY_COUNT = "retry_count"
 RETRY_OF = "retry_of"
 INFEASIBLE = "infeasible"
+ALONE = "alone"
 
 # ---------------------------------------------------------------- study user attributes
 OBJECTIVES = "objectives"
@@ -51,7 +54,7 @@ EXPERIMENT = "experiment"
 BASELINE_PREFIX = "baseline:"
 
 TRIAL_ATTRS = (CONFIG_HASH, OWNER, ARM, ARM_TRIAL, MAIN_TRIAL, METRICS, RUN, FAILURE_REASON, MLFLOW_RUN_ID,
-               REUSED_FROM, RETRY_COUNT, RETRY_OF, INFEASIBLE)
+               REUSED_FROM, RETRY_COUNT, RETRY_OF, INFEASIBLE, ALONE)
 STUDY_ATTRS = (OBJECTIVES, EXPERIMENT, BASELINE_PREFIX)
 
 
@@ -99,6 +102,7 @@ class TrialRecord:
     retry_count: int = 0
     retry_of: int | None = None
     infeasible: dict[str, Any] | None = None  # sweep.plan.budget.Verdict.stored() of a config ruled out before training
+    alone: bool = False  # a retry that runs with its GPU to itself (its first attempt ran out of memory beside others)
 
     @classmethod
     def of(cls, frozen) -> TrialRecord:
@@ -109,7 +113,7 @@ class TrialRecord:
                    main_trial=_int(a.get(MAIN_TRIAL)), metrics=dict(a.get(METRICS) or {}), run=RunInfo.of(a.get(RUN)),
                    failure_reason=str(a.get(FAILURE_REASON, "") or ""), mlflow_run_id=a.get(MLFLOW_RUN_ID),
                    reused_from=_int(a.get(REUSED_FROM)), retry_count=int(a.get(RETRY_COUNT, 0) or 0),
-                   retry_of=_int(a.get(RETRY_OF)), infeasible=a.get(INFEASIBLE))
+                   retry_of=_int(a.get(RETRY_OF)), infeasible=a.get(INFEASIBLE), alone=bool(a.get(ALONE, False)))
 
     @property
     def trained(self) -> bool:
@@ -159,8 +163,8 @@ def reused(prior_number: int, metrics: dict[str, float | None], run_id: str | No
     return {METRICS: metrics, REUSED_FROM: prior_number, **({MLFLOW_RUN_ID: run_id} if run_id else {})}
 
 
-def retry(count: int, of: int) -> dict[str, Any]:
-    return {RETRY_COUNT: count, RETRY_OF: of}
+def retry(count: int, of: int, alone: bool = False) -> dict[str, Any]:
+    return {RETRY_COUNT: count, RETRY_OF: of, **({ALONE: True} if alone else {})}
 
 
 def ruled_out(verdict: dict[str, Any]) -> dict[str, Any]:

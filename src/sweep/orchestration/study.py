@@ -329,8 +329,9 @@ class SweepStudy:
     def set_reused(self, number: int, prior: int, metrics: dict, run_id: str | None) -> None:
         self.set_attrs(number, R.reused(prior, metrics, run_id))
 
-    def enqueue_retry(self, params: dict[str, Any], count: int, of: int) -> None:
-        self.study.enqueue_trial(params, user_attrs=R.retry(count, of), skip_if_exists=False)
+    def enqueue_retry(self, params: dict[str, Any], count: int, of: int, alone: bool = False) -> None:
+        """Trial `of` again with its parameters (a retry); `alone`: with its GPU to itself."""
+        self.study.enqueue_trial(params, user_attrs=R.retry(count, of, alone), skip_if_exists=False)
 
     def set_experiment(self, name: str) -> None:
         self.study.set_user_attr(R.EXPERIMENT, name)

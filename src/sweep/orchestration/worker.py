@@ -72,10 +72,21 @@ def die_with_parent() -> None:
 def execute(task: Task, *, wid: int, send: Callable[[Event], None], ask_prune: Callable[[int, int, dict], bool],
             where: Placement, finish_later: Callable[[Callable[[], None]], None] | None = None):
     """Run one task (a trial, or the study's baseline). Returns its TrialResult (never raises for its failure).
-    `send` carries this worker's Started event; `finish_later`: see _trial."""
+    `send` carries this worker's Started event; `finish_later`: see _trial. An `alone` trial (its neighbours idle,
+    held so by the coordinator) may allocate the whole GPU: the per-process cap is lifted for it."""
     if isinstance(task, BaselineTask):
         return _baseline(task, where)
-    return _trial(task, wid=wid, send=send, ask_prune=ask_prune, where=where, finish_later=finish_later)
+    share = int(where.gpu_share or 1)
+    if task.alone and share > 1:
+        cap_memory(where.gpu, 1)
+    try:
+        result = _trial(task, wid=wid, send=send, ask_prune=ask_prune, where=where, finish_later=finish_later)
+    finally:
+        if task.alone and share > 1:
+            cap_memory(where.gpu, share)
+    if task.alone:
+        result.meta["gpu_alone"] = True
+    return result
 
 
 class Link:
@@ -299,8 +310,8 @@ def cap_memory(gpu: str | None, share: int) -> None:
     the config's, not its neighbour's)."""
     from sweep.measure.gpu_share import memory_fraction
 
-    fraction = memory_fraction(share)
-    if not gpu or fraction is None:
+    fraction = memory_fraction(share) if share > 1 else 1.0
+    if not gpu:
         return
     import torch
 
