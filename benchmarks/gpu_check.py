@@ -152,7 +152,8 @@ def figures(device: str, steps: int, warmup: int, new_tokens: int, batch: int = 
                            compute_capability=torch.cuda.get_device_capability() if cuda else None,
                            kernels="cuda" if cuda else "cpu")
         unmerged, merged = _decode_latency(model, vocab, device, autocast, new_tokens)
-        rows.append({"row": label, "precision": precision, "peak_memory_mb": peak,
+        rows.append({"row": label, "precision": precision, "batch": batch, "seq": seq, "steps": steps,
+                     "peak_memory_mb": peak,
                      "predicted_peak_memory_mb": plan.allocator_peak_mb,
                      "plan_error": (plan.allocator_peak_mb - peak) / peak if peak == peak and peak else float("nan"),
                      "train_tokens_per_s": batch * seq / seconds, "step_s": seconds, "flops_per_step": flops,
@@ -203,13 +204,15 @@ def table(info: dict, checks: list[dict], rows: list[dict]) -> str:
             lines.append(f"| {k} | {info[k]} |")
     lines += ["", "| check | verdict | detail |", "| --- | --- | --- |"]
     lines += [f"| {c['check']} | {c['verdict']} | {c['detail']} |" for c in checks] or ["| (tests skipped) | | |"]
-    lines += ["", f"SmolLM2-135M by its shape (random weights), LoRA r=16 on q,v, batch {BATCH} x {SEQ} tokens, "
-              f"{STEPS} timed steps after {WARMUP}; MFU = counted FLOPs per step / step time / the GPU's dense peak "
-              "for the row's precision (sweep/devices.py); plan error = (predicted - measured) / measured.", "",
-              "| row | peak MiB | predicted MiB | plan error | train tokens/s | MFU | ms/token unmerged | ms/token merged |",
-              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines += ["", "SmolLM2-135M by its shape (random weights), LoRA r=16 on q,v; MFU = counted FLOPs per step / step "
+              "time / the GPU's dense peak for the row's precision (sweep/devices.py); plan error = (predicted - "
+              "measured) / measured.", "",
+              "| row | batch x tokens | timed steps | peak MiB | predicted MiB | plan error | train tokens/s | MFU | "
+              "ms/token unmerged | ms/token merged |",
+              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
-        lines.append(f"| {r['row']} | {_fmt(r['peak_memory_mb'], ',.0f')} | {_fmt(r['predicted_peak_memory_mb'], ',.0f')} "
+        lines.append(f"| {r['row']} | {r['batch']} x {r['seq']} | {r['steps']} | {_fmt(r['peak_memory_mb'], ',.0f')} | "
+                     f"{_fmt(r['predicted_peak_memory_mb'], ',.0f')} "
                      f"| {_fmt(r['plan_error'], '+.1%')} | {_fmt(r['train_tokens_per_s'], ',.0f')} | "
                      f"{_fmt(r['mfu'], '.1%')} | {_fmt(r['latency_per_token_ms_unmerged'], '.2f')} | "
                      f"{_fmt(r['latency_per_token_ms_merged'], '.2f')} |")

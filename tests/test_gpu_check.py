@@ -41,7 +41,7 @@ def test_cpu_dry_run_writes_the_table(tmp_path):
                            "--out", str(tmp_path)], capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]
     text = (tmp_path / "gpu-check.md").read_text()
-    assert "| fp32 |" in text and "| bf16 |" in text and "| row | peak MiB | predicted MiB |" in text
+    assert "| fp32 | 2 x 32 |" in text and "| bf16 | 2 x 32 |" in text and "| row | batch x tokens | timed steps | peak MiB |" in text
     import json
 
     rows = json.loads((tmp_path / "gpu-check.json").read_text())["figures"]
