@@ -20,6 +20,7 @@ datasheets cited per row. Prices are public on-demand list prices as known on th
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
@@ -81,8 +82,6 @@ SIZE_UNITS = {"": 1.0, "mib": 1.0, "m": 1.0, "gib": 1024.0, "g": 1024.0, "tib": 
 
 def memory_size(text: str) -> float:
     """MiB in a size like 24GiB, 80GB, 24576MiB or 24576 (MiB); ValueError when it is not one."""
-    import re
-
     m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*", str(text or ""))
     unit = m and m.group(2).lower()
     if not m or unit not in SIZE_UNITS or float(m.group(1)) <= 0:

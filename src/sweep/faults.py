@@ -18,6 +18,7 @@ def is_oom(exc: BaseException) -> bool:
     return isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)) or "out of memory" in str(exc).lower()
 
 
+OOM = "OOM"  # the reason's prefix for an out-of-memory failure
 CUDA_BROKEN = "CUDA broken"  # the reason's prefix for an error that leaves the process's CUDA context unusable
 # CUDA errors that are sticky: once raised, every later kernel launch in the process fails the same way, so the
 # worker must be replaced (an OOM is not one of them: the allocator recovers and the next trial may fit)
@@ -37,6 +38,11 @@ def broke_cuda(reason: str | None) -> bool:
     return bool(reason) and reason.startswith(CUDA_BROKEN + ":")
 
 
+def ran_out_of_memory(reason: str | None) -> bool:
+    """Whether a trial's failure reason says it ran out of memory (`OOM: ...`)."""
+    return bool(reason) and reason.startswith(OOM + ":")
+
+
 def is_disk_full(exc: BaseException) -> bool:
     return (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "No space left on device" in str(exc)
 
@@ -49,7 +55,7 @@ def failure_reason(exc: BaseException) -> str:
     if is_broken_cuda(exc):
         return f"{CUDA_BROKEN}: {one_line(exc)} (the worker's CUDA context is unusable: it is replaced)"
     if is_oom(exc):
-        return f"OOM: {one_line(exc)}"
+        return f"{OOM}: {one_line(exc)}"
     if is_disk_full(exc):
         return f"disk full: {one_line(exc)}"
     if type(exc).__name__ == "NonFiniteLoss":

@@ -189,10 +189,11 @@ def without_bf16(environ: dict | None = None) -> list[Gpu]:
     return [g for g in usable(environ) if g.capability is not None and g.capability < BF16_CAPABILITY]
 
 
-def visible_gpus() -> list[str]:
+def visible_gpus(environ: dict | None = None) -> list[str]:
     """The GPU ids this machine's workers may use: CUDA_VISIBLE_DEVICES when set (as given), else the UUID of each
     GPU or MIG instance (its index when the UUID is unknown); [] on a machine without an NVIDIA GPU."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    env = os.environ if environ is None else environ
+    visible = env.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
         ids = [g.strip() for g in visible.split(",") if g.strip()]
         return [] if not ids or ids[0].startswith("-") else ids
@@ -203,12 +204,8 @@ def pin_one_gpu(environ: dict | None = None) -> str | None:
     """Narrow CUDA_VISIBLE_DEVICES to one GPU when several are visible; returns the GPU kept (None: nothing to
     narrow). Call before CUDA starts in this process (before any torch.cuda call)."""
     env = os.environ if environ is None else environ
-    given = env.get("CUDA_VISIBLE_DEVICES")
-    if given is not None:
-        ids = [g.strip() for g in given.split(",") if g.strip()]
-    else:
-        ids = [g.uuid or g.index for g in machine_gpus()]
-    if len(ids) < 2 or ids[0].startswith("-"):
+    ids = visible_gpus(env)
+    if len(ids) < 2:
         return None
     env["CUDA_VISIBLE_DEVICES"] = ids[0]
     return ids[0]

@@ -12,7 +12,7 @@ The lock is a POSIX advisory lock (flock) on a file per GPU under the system's t
 machine (local processes, Ray actors on one node) sees the same one; a lock on a CPU trial or an unshared GPU is a
 no-op. Training beside a neighbour is still training on a shared GPU: `train_time_s` and throughput then include the
 neighbour's load, which meta.json's `placement.gpu_share` and the run's `lorasweep.gpu_share` tag say, and the
-report counts such trials apart (docs/trials.md).
+report's summary counts such trials (docs/gpu.md).
 """
 
 from __future__ import annotations

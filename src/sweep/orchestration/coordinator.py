@@ -250,10 +250,11 @@ class Coordinator:
                                     else f"hash {pending.task.config_hash}")
                             s.progress.event(pending.number, "started", f"{self.pool.describe(wid)}: {what}")
             counts = s.dispatch.counts()
-            s.progress.n_trials = s.dispatch.target(counts)  # less what the budgets ruled out of a grid or an arm
+            target = s.dispatch.target(counts)  # n_trials less what the budgets ruled out of a grid or an arm
+            s.progress.n_trials = target
             s.progress.update(counts, len(self.inflight))
             if not self.inflight and not self.finishing and not s.dispatch.held() and not s.dispatch.has_ready() and (
-                    stopping or counts["finished"] >= s.dispatch.target(counts)):
+                    stopping or counts["finished"] >= target):
                 return
             if stopping and not self.inflight and not self.finishing:  # held trials will not run in this session
                 s.dispatch.drop_held("the sweep stopped before it could run")

@@ -35,7 +35,9 @@ from sweep.orchestration.protocol import Task, TrialTask
 from sweep.orchestration.recovery import Recovery, trial_folder
 from sweep.orchestration.reuse import Reuse
 from sweep.orchestration.study import INFEASIBLE, Counts, SweepStudy
-from sweep.plan.budget import Budget, Verdict
+from sweep.faults import ran_out_of_memory
+from sweep.measure.gpu_share import GpuShare
+from sweep.plan.budget import Budget, Verdict, rule_out
 from sweep.results import TrialResult, TrialStatus, objective_values
 from sweep.tracking import tags as T
 
@@ -256,8 +258,6 @@ class Dispatcher:
         if not self.budget.active:
             return None
         if h not in self._verdicts:
-            from sweep.plan.budget import rule_out
-
             self._verdicts[h] = rule_out(cfg, self.budget)
         return self._verdicts[h]
 
@@ -296,9 +296,8 @@ class Dispatcher:
     def _retry_alone(self, pending: Pending, result: TrialResult) -> None:
         """A trial that ran out of memory on a GPU it shared with other workers may have been squeezed by them: it is
         tried once more with the GPU to itself (an OOM there is the config's). Not for a retry that already was."""
-        share = str((result.meta.get("placement") or {}).get("gpu_share") or "")
         task = pending.task
-        if not (str(result.error or "").startswith("OOM:") and share.isdigit() and int(share) > 1
+        if not (ran_out_of_memory(result.error) and GpuShare.of(result.meta.get("placement")).shared
                 and isinstance(task, TrialTask) and not task.alone):
             return
         record = self.study.record(pending.number)

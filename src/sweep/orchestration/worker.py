@@ -76,14 +76,16 @@ def execute(task: Task, *, wid: int, send: Callable[[Event], None], ask_prune: C
     held so by the coordinator) may allocate the whole GPU: the per-process cap is lifted for it."""
     if isinstance(task, BaselineTask):
         return _baseline(task, where)
-    share = int(where.gpu_share or 1)
-    if task.alone and share > 1:
+    from sweep.measure.gpu_share import GpuShare
+
+    lift = task.alone and GpuShare.of(where.as_dict()).shared
+    if lift:
         cap_memory(where.gpu, 1)
     try:
         result = _trial(task, wid=wid, send=send, ask_prune=ask_prune, where=where, finish_later=finish_later)
     finally:
-        if task.alone and share > 1:
-            cap_memory(where.gpu, share)
+        if lift:
+            cap_memory(where.gpu, int(where.gpu_share))
     if task.alone:
         result.meta["gpu_alone"] = True
     return result

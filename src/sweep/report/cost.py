@@ -52,10 +52,19 @@ def cost_direction(column: str) -> Direction:
 
 
 # ------------------------------------------------------------------ arithmetic (plain numbers in, numbers out)
-def training_cost(train_time_s: float, cost: CostConfig, devices: float = 1.0) -> float:
-    """USD spent training one trial that held `devices` devices (cost.devices_per_trial when set)."""
-    held = cost.devices_per_trial if cost.devices_per_trial is not None else devices
-    return train_time_s / 3600.0 * cost.price_per_device_hour * held
+def training_cost(train_time_s, cost: CostConfig, devices=None):
+    """USD spent training one trial (or a column of them) priced for `devices` devices (`priced_devices`; default
+    cost.devices_per_trial, else 1)."""
+    if devices is None:
+        devices = cost.devices_per_trial if cost.devices_per_trial is not None else 1.0
+    return train_time_s / 3600.0 * cost.price_per_device_hour * devices
+
+
+def priced_devices(frame: pd.DataFrame, cost: CostConfig) -> pd.Series:
+    """The devices each trial is priced for: cost.devices_per_trial when set, else what it held (devices_held)."""
+    if cost.devices_per_trial is not None:
+        return pd.Series(float(cost.devices_per_trial), index=frame.index)
+    return devices_held(frame)
 
 
 def devices_held(frame: pd.DataFrame) -> pd.Series:
@@ -130,7 +139,7 @@ def sweep_total_cost(frame: pd.DataFrame, cost: CostConfig) -> tuple[float, int,
     ran = frame[~reused]
     t = pd.to_numeric(ran["train_time_s"], errors="coerce")
     known = t.notna()
-    held = devices_held(ran)
+    held = priced_devices(ran, cost)
     return (float(sum(training_cost(float(x), cost, float(d)) for x, d in zip(t[known], held[known]))),
             int(known.sum()), int((~known).sum()))
 
@@ -163,8 +172,7 @@ def add_costs(frame: pd.DataFrame, cost: CostConfig) -> pd.DataFrame:
     latency = pd.to_numeric(out.get("merged_latency_p50_ms", nan), errors="coerce")
     acc = pd.to_numeric(out.get("eval_accuracy", nan), errors="coerce")
     batch = _batch_sizes(out, cost)
-    held = devices_held(out) if cost.devices_per_trial is None else pd.Series(cost.devices_per_trial, index=out.index)
-    out["training_cost_usd"] = train_s / 3600.0 * cost.price_per_device_hour * held
+    out["training_cost_usd"] = training_cost(train_s, cost, priced_devices(out, cost))
     out["inference_usd_per_million"] = latency / batch * PER_MILLION / HOURS_MS * cost.price_per_device_hour
     out["monthly_inference_usd"] = out["inference_usd_per_million"] * cost.monthly_requests / PER_MILLION
     out["monthly_total_usd"] = out["monthly_inference_usd"] + out["training_cost_usd"] / cost.horizon_months
